@@ -1,0 +1,21 @@
+import fp from 'fastify-plugin';
+import { createBuildsRepository, type BuildsRepository } from '../../src/repositories/builds.js';
+import { createProjectsRepository, type ProjectsRepository } from '../../src/repositories/projects.js';
+import { createUsersRepository, type UsersRepository } from '../../src/repositories/users.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    usersRepository: UsersRepository;
+    projectsRepository: ProjectsRepository;
+    buildsRepository: BuildsRepository;
+  }
+}
+
+export default fp(
+  async (fastify) => {
+    fastify.decorate('usersRepository', createUsersRepository(fastify.database));
+    fastify.decorate('projectsRepository', createProjectsRepository(fastify.database));
+    fastify.decorate('buildsRepository', createBuildsRepository(fastify.database));
+  },
+  { name: 'repositories', dependencies: ['database'] },
+);

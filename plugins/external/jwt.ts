@@ -1,0 +1,30 @@
+import jwt from '@fastify/jwt';
+import fp from 'fastify-plugin';
+import type { Role } from '../../src/repositories/users.js';
+
+export interface AccessTokenClaims {
+  /** The user's id, as a string (RFC 7519). */
+  sub: string;
+  username: string;
+  role: Role;
+}
+
+declare module '@fastify/jwt' {
+  interface FastifyJWT {
+    payload: AccessTokenClaims;
+    user: AccessTokenClaims & { iat: number; exp: number; iss: string; aud: string };
+  }
+}
+
+/** HS256 only, on signing and on verifying (no `alg: none`, no algorithm confusion); `iss` and `aud` checked. */
+export default fp(
+  async (fastify) => {
+    const { JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL } = fastify.config;
+    await fastify.register(jwt, {
+      secret: JWT_SECRET,
+      sign: { algorithm: 'HS256', iss: JWT_ISSUER, aud: JWT_AUDIENCE, expiresIn: `${ACCESS_TOKEN_TTL}s` },
+      verify: { algorithms: ['HS256'], allowedIss: JWT_ISSUER, allowedAud: JWT_AUDIENCE, requiredClaims: ['sub', 'exp'] },
+    });
+  },
+  { name: 'jwt' },
+);

@@ -1,0 +1,46 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autoload from '@fastify/autoload';
+import type { FastifyError, FastifyInstance } from 'fastify';
+import type { Config } from './config.js';
+import { problem, sendProblem, toProblem } from './http/problem.js';
+import { Build } from './schemas/build.js';
+import { Problem } from './schemas/problem.js';
+import { Project } from './schemas/project.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+}
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * Usine as a Fastify plugin: library plugins, then the app's own plugins, then every route,
+ * with one error handler and one 404 handler producing problem details.
+ */
+export default async function usineApp(fastify: FastifyInstance, { config }: AppOptions): Promise<void> {
+  fastify.decorate('config', config);
+
+  for (const schema of [Problem, Build, Project]) fastify.addSchema(schema);
+
+  fastify.setErrorHandler((error: FastifyError, request, reply) => {
+    const body = toProblem(error, request);
+    if (body.status >= 500) request.log.error({ err: error }, 'request failed');
+    else request.log.info({ err: { message: error.message, code: error.code } }, 'request refused');
+    return sendProblem(reply, body);
+  });
+
+  fastify.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${request.url.split('?', 1)[0]}`, request.url.split('?', 1)[0])),
+  );
+
+  await fastify.register(autoload, { dir: join(root, 'plugins/external') });
+  await fastify.register(autoload, { dir: join(root, 'plugins/app') });
+  await fastify.register(autoload, { dir: join(root, 'routes'), dirNameRoutePrefix: false });
+}

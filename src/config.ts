@@ -1,0 +1,93 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+export const DEFAULT_JWT_SECRET = 'usine-development-secret-do-not-use-in-production';
+export const DEFAULT_ADMIN_PASSWORD = 'admin123';
+
+const LogLevel = Type.Union(
+  ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+);
+
+/** Every environment variable Usine reads, with its default. `.env.example` mirrors this list. */
+export const EnvSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], {
+    default: 'development',
+  }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 5000 }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  DATABASE_URL: Type.Optional(Type.String({ minLength: 1 })),
+  DB_URL: Type.Optional(Type.String({ minLength: 1, description: "The seed's name for DATABASE_URL" })),
+  JWT_SECRET: Type.String({ minLength: 1, default: DEFAULT_JWT_SECRET }),
+  JWT_ISSUER: Type.String({ minLength: 1, default: 'usine' }),
+  JWT_AUDIENCE: Type.String({ minLength: 1, default: 'usine-api' }),
+  ACCESS_TOKEN_TTL: Type.Integer({ minimum: 30, maximum: 86_400, default: 1800 }),
+  ADMIN_USERNAME: Type.String({ minLength: 1, maxLength: 64, default: 'admin' }),
+  ADMIN_PASSWORD: Type.String({ minLength: 1, default: DEFAULT_ADMIN_PASSWORD }),
+  BUILD_FAIL_RATE: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
+  LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info' }),
+  BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 1024 * 1024 }),
+});
+
+type Env = Static<typeof EnvSchema>;
+
+export type DatabaseConfig = { dialect: 'sqlite'; path: string } | { dialect: 'pg'; url: string };
+
+export interface Config extends Omit<Env, 'DATABASE_URL' | 'DB_URL'> {
+  database: DatabaseConfig;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export const DEFAULT_DATABASE_URL = 'sqlite:./data/usine.db';
+
+/**
+ * Accepts `sqlite:<path>`, `sqlite://<path>`, `sqlite:///<path>` (the seed's SQLAlchemy form),
+ * `:memory:`, and `postgres://` / `postgresql://` / `postgresql+psycopg2://` URLs.
+ */
+export function parseDatabaseUrl(url: string): DatabaseConfig {
+  if (url === ':memory:' || url === 'sqlite::memory:') return { dialect: 'sqlite', path: ':memory:' };
+  const sqlite = /^sqlite:(?:\/\/\/?)?(.+)$/.exec(url);
+  if (sqlite?.[1]) return { dialect: 'sqlite', path: sqlite[1] };
+  const pg = /^postgres(?:ql)?(?:\+\w+)?:\/\/(.+)$/.exec(url);
+  if (pg?.[1]) return { dialect: 'pg', url: `postgres://${pg[1]}` };
+  throw new ConfigError(
+    `DATABASE_URL: "${url}" is neither sqlite:<path> nor postgres://user@host:port/db`,
+  );
+}
+
+function describeErrors(env: unknown): string {
+  return [...Value.Errors(EnvSchema, env)]
+    .map((error) => `${error.path.slice(1) || '(root)'}: ${error.message}`)
+    .join('; ');
+}
+
+/** Reads and validates the environment once; throws a ConfigError naming every bad variable. */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const known = Object.fromEntries(
+    Object.keys(EnvSchema.properties)
+      .filter((key) => source[key] !== undefined && source[key] !== '')
+      .map((key) => [key, source[key]]),
+  );
+  const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, known));
+  if (!Value.Check(EnvSchema, env)) {
+    throw new ConfigError(`Invalid environment: ${describeErrors(env)}`);
+  }
+  const { DATABASE_URL, DB_URL, ...rest } = env;
+  const config: Config = { ...rest, database: parseDatabaseUrl(DATABASE_URL ?? DB_URL ?? DEFAULT_DATABASE_URL) };
+  assertProductionSafe(config);
+  return config;
+}
+
+function assertProductionSafe(config: Config): void {
+  if (config.NODE_ENV !== 'production') return;
+  const problems: string[] = [];
+  if (config.JWT_SECRET === DEFAULT_JWT_SECRET || Buffer.byteLength(config.JWT_SECRET) < 32) {
+    problems.push('JWT_SECRET: must be set to a secret of at least 32 bytes in production');
+  }
+  if (config.ADMIN_PASSWORD === DEFAULT_ADMIN_PASSWORD) {
+    problems.push('ADMIN_PASSWORD: the default admin password is refused in production');
+  }
+  if (problems.length > 0) throw new ConfigError(`Unsafe production configuration: ${problems.join('; ')}`);
+}

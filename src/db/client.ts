@@ -1,0 +1,73 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { sql } from 'drizzle-orm';
+import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3';
+import { drizzle as drizzlePg, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+import postgres from 'postgres';
+import type { DatabaseConfig } from '../config.js';
+import * as pgSchema from './schema/pg.js';
+import * as sqliteSchema from './schema/sqlite.js';
+
+/**
+ * Repositories are written once, typed against the PostgreSQL flavour of Drizzle. Both schemas have the
+ * same tables, columns and JS value types, and every query is awaited (better-sqlite3's query builders are
+ * thenable), so the SQLite database and its tables are cast to that type here, and only here.
+ */
+export type AppDb = PostgresJsDatabase<typeof pgSchema>;
+export type Tables = typeof pgSchema;
+
+export interface Database {
+  readonly dialect: DatabaseConfig['dialect'];
+  readonly db: AppDb;
+  readonly tables: Tables;
+  /** Resolves when the database answers a trivial query. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function createDatabase(config: DatabaseConfig): Database {
+  return config.dialect === 'pg' ? createPostgres(config.url) : createSqlite(config.path);
+}
+
+function createSqlite(path: string): Database {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const client = new BetterSqlite3(path);
+  client.pragma('journal_mode = WAL');
+  client.pragma('synchronous = NORMAL');
+  client.pragma('foreign_keys = ON');
+  client.pragma('busy_timeout = 5000');
+  const db = drizzleSqlite(client, { schema: sqliteSchema });
+  return {
+    dialect: 'sqlite',
+    db: db as unknown as AppDb,
+    tables: sqliteSchema as unknown as Tables,
+    ping: async () => {
+      db.run(sql`select 1`);
+    },
+    close: async () => {
+      client.close();
+    },
+  };
+}
+
+function createPostgres(url: string): Database {
+  const client = postgres(url, {
+    max: 10,
+    connect_timeout: 5,
+    idle_timeout: 60,
+    onnotice: () => {},
+  });
+  const db = drizzlePg(client, { schema: pgSchema });
+  return {
+    dialect: 'pg',
+    db,
+    tables: pgSchema,
+    ping: async () => {
+      await client`select 1`;
+    },
+    close: async () => {
+      await client.end({ timeout: 5 });
+    },
+  };
+}

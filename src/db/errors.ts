@@ -1,0 +1,33 @@
+/**
+ * Both drivers report constraint violations differently, and Drizzle wraps them (DrizzleQueryError.cause):
+ * these helpers look through the whole cause chain.
+ */
+function causes(error: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let current = error; current instanceof Error && chain.length < 5; current = current.cause) chain.push(current);
+  return chain;
+}
+
+function hasCode(error: unknown, codes: readonly string[]): boolean {
+  return causes(error).some((e) => {
+    const code = (e as { code?: unknown }).code;
+    return typeof code === 'string' && codes.includes(code);
+  });
+}
+
+export const isForeignKeyViolation = (error: unknown) => hasCode(error, ['23503', 'SQLITE_CONSTRAINT_FOREIGNKEY']);
+
+/** Connection-level failures: the database is down or unreachable, not the request's fault. */
+export const isDatabaseUnavailable = (error: unknown) =>
+  hasCode(error, [
+    'ECONNREFUSED',
+    'ECONNRESET',
+    'ETIMEDOUT',
+    'CONNECT_TIMEOUT',
+    'CONNECTION_CLOSED',
+    'CONNECTION_ENDED',
+    'CONNECTION_DESTROYED',
+    '57P01', // admin_shutdown
+    '57P03', // cannot_connect_now
+    'SQLITE_BUSY',
+  ]);

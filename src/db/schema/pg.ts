@@ -1,0 +1,49 @@
+// JS keys are the snake_case column names so that rows are already in the API's wire format.
+import { sql } from 'drizzle-orm';
+import { doublePrecision, index, integer, pgTable, text, timestamp, uniqueIndex, type AnyPgColumn } from 'drizzle-orm/pg-core';
+
+// Keep table and column names identical to ./sqlite.ts: repositories are written once against this file.
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+
+export const users = pgTable('users', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  username: text('username').notNull().unique(),
+  password_hash: text('password_hash').notNull(),
+  role: text('role', { enum: ['admin', 'maintainer', 'viewer'] }).notNull().default('viewer'),
+  created_at: createdAt(),
+});
+
+export const projects = pgTable('projects', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  name: text('name').notNull().unique(),
+  repo: text('repo').notNull(),
+  default_branch: text('default_branch').notNull().default('main'),
+  created_at: createdAt(),
+  updated_at: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
+
+export const builds = pgTable(
+  'builds',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    project_id: integer('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    number: integer('number').notNull(),
+    status: text('status', { enum: ['queued', 'running', 'success', 'fail', 'canceled'] }).notNull(),
+    branch: text('branch').notNull(),
+    commit_sha: text('commit_sha').notNull(),
+    triggered_by: text('triggered_by'),
+    retry_of: integer('retry_of').references((): AnyPgColumn => builds.id, { onDelete: 'set null' }),
+    duration_s: doublePrecision('duration_s'),
+    logs: text('logs').notNull().default(''),
+    created_at: createdAt(),
+    started_at: timestamp('started_at', { withTimezone: true, mode: 'date' }),
+    finished_at: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [
+    // Serves "newest first" pages, per-project numbering and the latest-status lookup.
+    uniqueIndex('builds_project_number_uq').on(table.project_id, table.number),
+    index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
+  ],
+);

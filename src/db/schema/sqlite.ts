@@ -1,0 +1,49 @@
+// JS keys are the snake_case column names so that rows are already in the API's wire format.
+import { sql } from 'drizzle-orm';
+import { index, integer, real, sqliteTable, text, uniqueIndex, type AnySQLiteColumn } from 'drizzle-orm/sqlite-core';
+
+// Keep table and column names identical to ./pg.ts: repositories are written once against that file.
+const timestampMs = (name: string) => integer(name, { mode: 'timestamp_ms' });
+const createdAt = () => timestampMs('created_at').notNull().default(sql`(cast(unixepoch('subsec') * 1000 as integer))`);
+
+export const users = sqliteTable('users', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  username: text('username').notNull().unique(),
+  password_hash: text('password_hash').notNull(),
+  role: text('role', { enum: ['admin', 'maintainer', 'viewer'] }).notNull().default('viewer'),
+  created_at: createdAt(),
+});
+
+export const projects = sqliteTable('projects', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  name: text('name').notNull().unique(),
+  repo: text('repo').notNull(),
+  default_branch: text('default_branch').notNull().default('main'),
+  created_at: createdAt(),
+  updated_at: timestampMs('updated_at').notNull().default(sql`(cast(unixepoch('subsec') * 1000 as integer))`),
+});
+
+export const builds = sqliteTable(
+  'builds',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    project_id: integer('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    number: integer('number').notNull(),
+    status: text('status', { enum: ['queued', 'running', 'success', 'fail', 'canceled'] }).notNull(),
+    branch: text('branch').notNull(),
+    commit_sha: text('commit_sha').notNull(),
+    triggered_by: text('triggered_by'),
+    retry_of: integer('retry_of').references((): AnySQLiteColumn => builds.id, { onDelete: 'set null' }),
+    duration_s: real('duration_s'),
+    logs: text('logs').notNull().default(''),
+    created_at: createdAt(),
+    started_at: timestampMs('started_at'),
+    finished_at: timestampMs('finished_at'),
+  },
+  (table) => [
+    uniqueIndex('builds_project_number_uq').on(table.project_id, table.number),
+    index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
+  ],
+);

@@ -1,0 +1,81 @@
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { isDatabaseUnavailable } from '../db/errors.js';
+import type { ErrorCode, ProblemBody } from '../schemas/problem.js';
+
+const CODE_BY_STATUS: Record<number, ErrorCode> = {
+  401: 'unauthorized',
+  403: 'forbidden',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  409: 'conflict',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'rate_limited',
+  503: 'service_unavailable',
+};
+
+/** Fastify's own client-error codes, re-worded for API users. */
+const FASTIFY_DETAILS: Record<string, string> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: 'The body is not valid JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: "The body is empty but Content-Type says 'application/json'",
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'The body must be sent as application/json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'Content-Length does not match the body',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'The body is larger than the limit this server accepts',
+};
+
+export function problem(status: number, error: ErrorCode, detail: string, instance?: string): ProblemBody {
+  return {
+    type: `urn:usine:problem:${error}`,
+    title: STATUS_CODES[status] ?? 'Error',
+    status,
+    detail,
+    ...(instance === undefined ? {} : { instance }),
+    error,
+  };
+}
+
+const pathOf = (request: FastifyRequest) => request.url.split('?', 1)[0];
+
+interface ValidationIssue {
+  instancePath: string;
+  message?: string;
+  params?: Record<string, unknown>;
+}
+
+function validationErrors(issues: ValidationIssue[], part: string) {
+  return issues.map((issue) => {
+    const missing = issue.params?.missingProperty ?? issue.params?.additionalProperty;
+    const path = `/${part}${issue.instancePath}${typeof missing === 'string' ? `/${missing}` : ''}`;
+    const message =
+      typeof issue.params?.additionalProperty === 'string' ? 'is not an accepted field' : (issue.message ?? 'is invalid');
+    return { path, message };
+  });
+}
+
+/** Turns anything thrown while handling a request into RFC 9457 problem details. */
+export function toProblem(error: FastifyError, request: FastifyRequest): ProblemBody {
+  const instance = pathOf(request);
+  if (error.validation) {
+    const part = error.validationContext ?? 'request';
+    const errors = validationErrors(error.validation as ValidationIssue[], part);
+    const summary = errors.map((e) => `${e.path} ${e.message}`).join('; ');
+    return { ...problem(400, 'validation_error', `Invalid ${part}: ${summary}`, instance), errors };
+  }
+  if (isDatabaseUnavailable(error)) {
+    return problem(503, 'service_unavailable', 'The database is unavailable; retry shortly', instance);
+  }
+  const status = error.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    const code = CODE_BY_STATUS[status] ?? 'validation_error';
+    return problem(status, code, FASTIFY_DETAILS[error.code] ?? error.message, instance);
+  }
+  if (status === 503) return problem(503, 'service_unavailable', error.message || 'Service unavailable', instance);
+  // Never leak internals of a 5xx: the log has them, keyed by the request id.
+  return problem(500, 'internal_error', `An unexpected error occurred (request ${request.id})`, instance);
+}
+
+export function sendProblem(reply: FastifyReply, body: ProblemBody): FastifyReply {
+  if (body.status === 503 || body.status === 429) reply.header('retry-after', reply.getHeader('retry-after') ?? '1');
+  return reply.code(body.status).type('application/problem+json').send(body);
+}

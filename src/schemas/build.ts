@@ -1,0 +1,48 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { NullableTimestamp, Timestamp } from './common.js';
+
+export const BUILD_STATUSES = ['queued', 'running', 'success', 'fail', 'canceled'] as const;
+export type BuildStatusValue = (typeof BUILD_STATUSES)[number];
+
+export const BuildStatus = Type.Union(
+  BUILD_STATUSES.map((status) => Type.Literal(status)),
+  { description: 'Build status: queued → running → success | fail, or canceled', examples: ['success'] },
+);
+
+export const CommitSha = Type.String({
+  pattern: '^[0-9a-f]{7,64}$',
+  description: 'Commit hash, lowercase hex (7–64 characters)',
+  examples: ['3f786850e387550fdab836ed7e6dc881de23001b'],
+});
+
+export const Build = Type.Object(
+  {
+    id: Type.Integer({ description: 'Build identifier, unique across projects', examples: [1] }),
+    project_id: Type.Integer({ description: 'The project this build belongs to', examples: [1] }),
+    number: Type.Integer({ minimum: 1, description: 'Per-project build number: 1, 2, 3… without gaps', examples: [1] }),
+    status: BuildStatus,
+    branch: Type.String({ description: 'Branch built', examples: ['main'] }),
+    commit_sha: CommitSha,
+    triggered_by: Type.Union([Type.String(), Type.Null()], {
+      description: 'Username of whoever triggered the build',
+      examples: ['admin'],
+    }),
+    retry_of: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'Id of the build this one retries, or null',
+      examples: [null],
+    }),
+    duration_s: Type.Union([Type.Number(), Type.Null()], {
+      description: 'Simulated duration in seconds (2–10), null until the build has run',
+      examples: [4.37],
+    }),
+    logs: Type.String({
+      description: 'Build log',
+      examples: ['Build simulated at 2026-11-24T17:32:02.000Z. Status: success'],
+    }),
+    created_at: Timestamp('When the build was triggered'),
+    started_at: NullableTimestamp('When the build started running'),
+    finished_at: NullableTimestamp('When the build reached a terminal status'),
+  },
+  { $id: 'Build', title: 'Build', description: 'One simulated CI run of a project' },
+);
+export type BuildBody = Static<typeof Build>;

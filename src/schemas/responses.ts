@@ -1,0 +1,27 @@
+import { Type } from '@sinclair/typebox';
+import { Problem } from './problem.js';
+import { ref } from './ref.js';
+
+const DESCRIPTIONS: Record<number, string> = {
+  400: 'Bad request: malformed JSON or a field that fails validation (`validation_error`)',
+  401: 'Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`)',
+  403: 'The caller is authenticated but lacks the role this route needs (`forbidden`)',
+  404: 'No such resource (`not_found`)',
+  409: 'The request conflicts with the current state (`conflict`)',
+  413: 'The body is larger than the configured limit (`payload_too_large`)',
+  415: 'The body is not `application/json` (`unsupported_media_type`)',
+  429: 'Too many requests (`rate_limited`)',
+  503: 'The service or its database is unavailable (`service_unavailable`)',
+};
+
+/** Problem-details responses for the given status codes, for a route's `response` schema. */
+export function problemResponses(...codes: number[]) {
+  return Object.fromEntries(
+    codes.map((code) => [code, { ...ref(Problem), description: DESCRIPTIONS[code] ?? 'Problem details' }]),
+  );
+}
+
+/** Statuses any route with a JSON body can produce before its handler runs. */
+export const BODY_ERRORS = [400, 413, 415] as const;
+
+export const Empty = Type.Null({ description: 'No content' });
