@@ -31,7 +31,6 @@ export async function createServer(config: Config, options: ServerOptions = {}):
         : { level: config.LOG_LEVEL, redact: { paths: REDACTED, censor: '[redacted]' } },
     requestIdHeader: 'x-request-id',
     genReqId: () => randomUUID(),
-    requestIdLogLabel: 'request_id',
     bodyLimit: config.BODY_LIMIT,
     connectionTimeout: 60_000,
     requestTimeout: 30_000,

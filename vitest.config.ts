@@ -1,0 +1,30 @@
+import { defineConfig } from 'vitest/config';
+import { postgresAnswers, testDatabaseUrl } from './test/pg-available.js';
+
+/**
+ * The same test files run twice: once on SQLite and once on PostgreSQL (TEST_DB tells test/helper.ts which).
+ * Without a reachable PostgreSQL the second half is skipped loudly, except under CI=true where it fails.
+ */
+export default defineConfig(async () => {
+  const url = testDatabaseUrl();
+  const pgUp = await postgresAnswers(url);
+  if (!pgUp) {
+    const message = `PostgreSQL at ${url} does not answer (set TEST_DATABASE_URL)`;
+    if (process.env.CI === 'true') throw new Error(`${message}: CI needs both databases.`);
+    console.warn(`\n${'!'.repeat(78)}\n!! ${message}.\n!! ONLY THE SQLITE HALF OF THE SUITE RUNS.\n${'!'.repeat(78)}\n`);
+  }
+  const project = (name: 'sqlite' | 'pg') => ({
+    extends: true as const,
+    test: { name, env: { TEST_DB: name } },
+  });
+  return {
+    test: {
+      include: ['test/**/*.test.ts'],
+      // autoload's import() must go through Vite, or Node meets the .ts route files raw.
+      server: { deps: { inline: ['@fastify/autoload'] } },
+      testTimeout: 30_000,
+      hookTimeout: 60_000,
+      projects: pgUp ? [project('sqlite'), project('pg')] : [project('sqlite')],
+    },
+  };
+});
