@@ -29,6 +29,9 @@ export default async function usineApp(fastify: FastifyInstance, { config }: App
 
   for (const schema of [Problem, Build, Project]) fastify.addSchema(schema);
 
+  // JSON is the only body format: anything else (text/plain included) is a 415, not a validation error.
+  fastify.removeContentTypeParser('text/plain');
+
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     const body = toProblem(error, request);
     if (body.status >= 500) request.log.error({ err: error }, 'request failed');

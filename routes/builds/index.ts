@@ -3,7 +3,7 @@ import { randomCommitSha, simulateRun } from '../../src/builds/simulate.js';
 import { paginationLinks } from '../../src/http/pagination.js';
 import { Build, BuildStatus, CommitSha } from '../../src/schemas/build.js';
 import { IdParams, LocationHeader } from '../../src/schemas/common.js';
-import { LinkHeader, PageFields, PageQuery } from '../../src/schemas/pagination.js';
+import { LinkHeader, PageFields, PageQuery, pageParams } from '../../src/schemas/pagination.js';
 import { BranchName } from '../../src/schemas/project.js';
 import { ref } from '../../src/schemas/ref.js';
 import { BODY_ERRORS, problemResponses } from '../../src/schemas/responses.js';
@@ -99,11 +99,12 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const { id } = request.params;
-      const { page, per_page, status, branch } = request.query;
+      const { status, branch } = request.query;
+      const { page, perPage } = pageParams(request.query);
       if (!(await fastify.projectsRepository.findById(id))) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
-      const { items, total } = await fastify.buildsRepository.listForProject({ projectId: id, page, perPage: per_page, status, branch });
-      reply.header('link', paginationLinks(request.url, { page, perPage: per_page, total }));
-      return { items, page, per_page, total };
+      const { items, total } = await fastify.buildsRepository.listForProject({ projectId: id, page, perPage, status, branch });
+      reply.header('link', paginationLinks(request.url, { page, perPage, total }));
+      return { items, page, per_page: perPage, total };
     },
   );
 

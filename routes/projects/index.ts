@@ -1,7 +1,7 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { paginationLinks } from '../../src/http/pagination.js';
 import { IdParams, LocationHeader } from '../../src/schemas/common.js';
-import { LinkHeader, PageFields, PageQuery } from '../../src/schemas/pagination.js';
+import { LinkHeader, PageFields, PageQuery, pageParams } from '../../src/schemas/pagination.js';
 import { BranchName, Project, ProjectName, RepoUrl } from '../../src/schemas/project.js';
 import { ref } from '../../src/schemas/ref.js';
 import { BODY_ERRORS, problemResponses } from '../../src/schemas/responses.js';
@@ -45,10 +45,10 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (request, reply) => {
-      const { page, per_page, q } = request.query;
-      const { items, total } = await fastify.projectsRepository.list({ page, perPage: per_page, nameContains: q });
-      reply.header('link', paginationLinks(request.url, { page, perPage: per_page, total }));
-      return { items, page, per_page, total };
+      const { page, perPage } = pageParams(request.query);
+      const { items, total } = await fastify.projectsRepository.list({ page, perPage, nameContains: request.query.q });
+      reply.header('link', paginationLinks(request.url, { page, perPage, total }));
+      return { items, page, per_page: perPage, total };
     },
   );
 

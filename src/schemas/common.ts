@@ -13,6 +13,7 @@ export const Timestamp = (description: string) =>
 export const NullableTimestamp = (description: string) =>
   Type.Union([Timestamp(description), Type.Null()], { description: `${description} (ISO-8601, UTC), or null` });
 
-export const LocationHeader = Type.Object({
+/** Response headers are documented as a map of name to schema. */
+export const LocationHeader = {
   location: Type.String({ description: 'Path of the created resource', examples: ['/projects/1'] }),
-});
+};
