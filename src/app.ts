@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import autoload from '@fastify/autoload';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
-import { problem, sendProblem, toProblem } from './http/problem.js';
+import { pathOf, problem, sendProblem, toProblem } from './http/problem.js';
 import { Build } from './schemas/build.js';
 import { Problem } from './schemas/problem.js';
 import { Project } from './schemas/project.js';
@@ -39,9 +39,10 @@ export default async function usineApp(fastify: FastifyInstance, { config }: App
     return sendProblem(reply, body);
   });
 
-  fastify.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${request.url.split('?', 1)[0]}`, request.url.split('?', 1)[0])),
-  );
+  fastify.setNotFoundHandler((request, reply) => {
+    const path = pathOf(request);
+    return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${path}`, path));
+  });
 
   await fastify.register(autoload, { dir: join(root, 'plugins/external') });
   await fastify.register(autoload, { dir: join(root, 'plugins/app') });

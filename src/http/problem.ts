@@ -35,7 +35,8 @@ export function problem(status: number, error: ErrorCode, detail: string, instan
   };
 }
 
-const pathOf = (request: FastifyRequest) => request.url.split('?', 1)[0];
+/** The request path without its query string (which may carry secrets). */
+export const pathOf = (request: FastifyRequest): string => request.url.split('?', 1)[0] ?? '/';
 
 interface ValidationIssue {
   instancePath: string;
