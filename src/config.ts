@@ -52,8 +52,10 @@ export function parseDatabaseUrl(url: string): DatabaseConfig {
   if (sqlite?.[1]) return { dialect: 'sqlite', path: sqlite[1] };
   const pg = /^postgres(?:ql)?(?:\+\w+)?:\/\/(.+)$/.exec(url);
   if (pg?.[1]) return { dialect: 'pg', url: `postgres://${pg[1]}` };
+  // Only the scheme is echoed: the rest may hold a password.
+  const scheme = /^[\w+.-]*:/.exec(url)?.[0] ?? '(no scheme)';
   throw new ConfigError(
-    `DATABASE_URL: "${url}" is neither sqlite:<path> nor postgres://user@host:port/db`,
+    `DATABASE_URL (or DB_URL): a "${scheme}" URL is neither sqlite:<path> nor postgres://user@host:port/db`,
   );
 }
 
@@ -61,6 +63,22 @@ function describeErrors(env: unknown): string {
   return [...Value.Errors(EnvSchema, env)]
     .map((error) => `${error.path.slice(1) || '(root)'}: ${error.message}`)
     .join('; ');
+}
+
+const INTEGER_TEXT = /^[+-]?\d+$/;
+const NUMBER_TEXT = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
+
+/**
+ * Value.Convert is lenient with numeric text (`PORT=50.5` → 50, `PORT=5e3` → 5, `0x10` → 16): a numeric
+ * variable that is not plain decimal text is put back as the raw string, so the schema check names it.
+ */
+function refuseLenientNumbers(env: Record<string, unknown>, raw: Record<string, unknown>): void {
+  for (const [key, schema] of Object.entries(EnvSchema.properties)) {
+    const type = (schema as { type?: unknown }).type;
+    const pattern = type === 'integer' ? INTEGER_TEXT : type === 'number' ? NUMBER_TEXT : undefined;
+    const text = raw[key];
+    if (pattern && typeof text === 'string' && text !== '' && !pattern.test(text.trim())) env[key] = text;
+  }
 }
 
 /** Reads and validates the environment once; throws a ConfigError naming every bad variable. */
@@ -71,6 +89,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       .map((key) => [key, source[key]]),
   );
   const env = Value.Convert(EnvSchema, Value.Default(EnvSchema, known));
+  refuseLenientNumbers(env as Record<string, unknown>, source);
   if (!Value.Check(EnvSchema, env)) {
     throw new ConfigError(`Invalid environment: ${describeErrors(env)}`);
   }

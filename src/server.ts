@@ -17,6 +17,8 @@ const REDACTED = [
   '*.access_token',
 ];
 
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
 export interface ServerOptions {
   /** Overrides the logger (tests pass false). */
   logger?: boolean;
@@ -29,8 +31,12 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       options.logger === false
         ? false
         : { level: config.LOG_LEVEL, redact: { paths: REDACTED, censor: '[redacted]' } },
-    requestIdHeader: 'x-request-id',
-    genReqId: () => randomUUID(),
+    // The client's x-request-id is kept only when it looks like an id: it is echoed and logged.
+    requestIdHeader: false,
+    genReqId: (request) => {
+      const given = request.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
     bodyLimit: config.BODY_LIMIT,
     connectionTimeout: 60_000,
     requestTimeout: 30_000,

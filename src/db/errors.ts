@@ -17,8 +17,13 @@ function hasCode(error: unknown, codes: readonly string[]): boolean {
 
 export const isForeignKeyViolation = (error: unknown) => hasCode(error, ['23503', 'SQLITE_CONSTRAINT_FOREIGNKEY']);
 
+/** better-sqlite3 has no error code for a closed handle (e.g. a request racing the shutdown). */
+const isClosedSqliteHandle = (error: unknown) =>
+  causes(error).some((e) => e instanceof TypeError && e.message === 'The database connection is not open');
+
 /** Connection-level failures: the database is down or unreachable, not the request's fault. */
 export const isDatabaseUnavailable = (error: unknown) =>
+  isClosedSqliteHandle(error) ||
   hasCode(error, [
     'ECONNREFUSED',
     'ECONNRESET',

@@ -1,4 +1,4 @@
-import { asc, count, eq, sql, type SQL } from 'drizzle-orm';
+import { asc, count, eq, getTableName, sql, type Column, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import type { BuildStatusValue } from '../schemas/build.js';
 
@@ -15,6 +15,12 @@ export interface NewProject {
   default_branch?: string;
 }
 
+/**
+ * `table.column`, always qualified: in a single-table select Drizzle renders columns bare, which inside a
+ * correlated subquery would bind to the subquery's own table (`builds.id` instead of `projects.id`).
+ */
+const qualified = (column: Column) => sql`${sql.identifier(getTableName(column.table))}.${sql.identifier(column.name)}`;
+
 /** `like` wildcards in user input are matched literally. */
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (char) => `\\${char}`);
 
@@ -22,7 +28,7 @@ export function createProjectsRepository({ db, tables }: Database) {
   const { projects, builds } = tables;
 
   // Derived on read rather than stored: it can never disagree with the builds table.
-  const lastBuildStatus = sql<BuildStatusValue | null>`(select ${builds.status} from ${builds} where ${builds.project_id} = ${projects.id} order by ${builds.number} desc limit 1)`;
+  const lastBuildStatus = sql<BuildStatusValue | null>`(select ${qualified(builds.status)} from ${builds} where ${qualified(builds.project_id)} = ${qualified(projects.id)} order by ${qualified(builds.number)} desc limit 1)`;
   const projectFields = {
     id: projects.id,
     name: projects.name,

@@ -29,7 +29,7 @@ export const Problem = Type.Object(
     errors: Type.Optional(
       Type.Array(
         Type.Object({
-          path: Type.String({ description: 'JSON pointer to the failing field', examples: ['/name'] }),
+          path: Type.String({ description: 'JSON pointer to the failing field', examples: ['/body/name'] }),
           message: Type.String({ description: 'Why the field was refused', examples: ['must NOT have fewer than 1 characters'] }),
         }),
         { description: 'For validation errors: each failing field' },

@@ -14,10 +14,16 @@ const DESCRIPTIONS: Record<number, string> = {
   503: 'The service or its database is unavailable (`service_unavailable`)',
 };
 
-/** Problem-details responses for the given status codes, for a route's `response` schema. */
+/**
+ * Problem-details responses for the given status codes, for a route's `response` schema. They are keyed by the
+ * media type the error handler really sends, so the OpenAPI document says `application/problem+json` too.
+ */
 export function problemResponses(...codes: number[]) {
   return Object.fromEntries(
-    codes.map((code) => [code, { ...ref(Problem), description: DESCRIPTIONS[code] ?? 'Problem details' }]),
+    codes.map((code) => [
+      code,
+      { description: DESCRIPTIONS[code] ?? 'Problem details', content: { 'application/problem+json': { schema: ref(Problem) } } },
+    ]),
   );
 }
 

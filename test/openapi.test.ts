@@ -1,0 +1,224 @@
+import type { FastifyInstance, HTTPMethods } from 'fastify';
+import type { OpenAPIV3 } from 'openapi-types';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { testDb, useTestApp } from './helper.js';
+
+const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
+
+/** What the seed and the design's core require to be there and documented. */
+const REQUIRED_OPERATIONS = [
+  'POST /login',
+  'GET /projects',
+  'POST /projects',
+  'GET /projects/{id}',
+  'POST /projects/{id}/build',
+  'POST /projects/{id}/builds',
+  'GET /projects/{id}/builds',
+  'GET /builds/{id}',
+  'GET /status',
+];
+
+/** Operations anyone may call: everything else needs a bearer token. */
+const PUBLIC_OPERATIONS = new Set(['POST /login', 'GET /status']);
+
+/** Fastify `:id` → OpenAPI `{id}`. */
+const toOpenApiPath = (path: string) => path.replace(/:(\w+)/g, '{$1}');
+
+/**
+ * Every route the app really serves, read from Fastify's own route tree (`printRoutes`), so nothing is hard-coded:
+ * a route added later without documentation makes the comparison fail.
+ */
+function servedOperations(app: FastifyInstance): Set<string> {
+  const tree = app.printRoutes({ commonPrefix: false });
+  const prefixes: string[] = [];
+  const operations = new Set<string>();
+  for (const line of tree.split('\n')) {
+    const match = /^((?:[│ ] {3})*)[├└]── (\S+)(?: \(([^)]*)\))?\s*$/.exec(line);
+    if (!match) {
+      if (line.trim() !== '') throw new Error(`unexpected printRoutes line: ${JSON.stringify(line)}`);
+      continue;
+    }
+    const depth = [...(match[1] ?? '')].length / 4;
+    const path = (depth > 0 ? (prefixes[depth - 1] ?? '') : '') + (match[2] ?? '');
+    prefixes[depth] = path;
+    prefixes.length = depth + 1;
+    for (const method of (match[3] ?? '').split(',').map((m) => m.trim())) {
+      if (method !== '') operations.add(`${method} ${path}`);
+    }
+  }
+  return operations;
+}
+
+function documentedOperations(document: OpenAPIV3.Document): Map<string, OpenAPIV3.OperationObject> {
+  const operations = new Map<string, OpenAPIV3.OperationObject>();
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const method of METHODS) {
+      const operation = item?.[method];
+      if (operation) operations.set(`${method.toUpperCase()} ${path}`, operation);
+    }
+  }
+  return operations;
+}
+
+const isRef = (value: unknown): value is OpenAPIV3.ReferenceObject =>
+  typeof value === 'object' && value !== null && '$ref' in value;
+
+describe(`OpenAPI document (${testDb})`, () => {
+  const ctx = useTestApp();
+  let document: OpenAPIV3.Document;
+  let operations: Map<string, OpenAPIV3.OperationObject>;
+
+  beforeAll(async () => {
+    const response = await ctx.app.inject({ method: 'GET', url: '/apidocs/json' });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toMatch(/^application\/json/);
+    document = response.json<OpenAPIV3.Document>();
+    operations = documentedOperations(document);
+  });
+
+  it('is an OpenAPI 3 document describing Usine', () => {
+    expect(document.openapi).toMatch(/^3\.\d+\.\d+$/);
+    expect(document.info.title).toMatch(/usine/i);
+    expect(document.info.version).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('documents exactly the routes the app serves (HEAD and /apidocs aside), the seed and core ones included', () => {
+    const served = [...servedOperations(ctx.app)]
+      .filter((op) => !op.startsWith('HEAD ') && !/^\w+ \/apidocs(\/|$)/.test(op))
+      .map((op) => {
+        const [method = '', path = ''] = op.split(' ');
+        return `${method} ${toOpenApiPath(path)}`;
+      });
+    // The parser read the tree: the seed's routes are among what it found.
+    expect(served).toEqual(expect.arrayContaining(REQUIRED_OPERATIONS));
+    expect(new Set(served).size).toBe(served.length);
+    expect([...operations.keys()].sort()).toEqual([...served].sort());
+
+    // And every documented operation really answers (no documented route that does not exist).
+    for (const op of operations.keys()) {
+      const [method = '', path = ''] = op.split(' ');
+      expect(ctx.app.hasRoute({ method: method as HTTPMethods, url: path.replace(/\{(\w+)\}/g, ':$1') }), op).toBe(true);
+    }
+  });
+
+  it('gives every operation tags, a summary, a description and a 2xx response with a schema', () => {
+    expect(operations.size).toBeGreaterThanOrEqual(REQUIRED_OPERATIONS.length);
+    const declaredTags = new Set((document.tags ?? []).map((tag) => tag.name));
+    for (const [op, operation] of operations) {
+      expect(operation.tags, op).toBeDefined();
+      expect(operation.tags?.length, op).toBeGreaterThan(0);
+      for (const tag of operation.tags ?? []) expect(declaredTags, `${op} tag ${tag}`).toContain(tag);
+      expect(operation.summary?.trim(), op).toBeTruthy();
+      expect(operation.description?.trim(), op).toBeTruthy();
+      const success = Object.entries(operation.responses).filter(([code]) => /^2\d\d$/.test(code));
+      expect(success.length, `${op} has a 2xx response`).toBeGreaterThan(0);
+      for (const [code, response] of success) {
+        expect(isRef(response), `${op} ${code}`).toBe(false);
+        const content = (response as OpenAPIV3.ResponseObject).content ?? {};
+        const schemas = Object.values(content).map((media) => media.schema);
+        expect(schemas.length, `${op} ${code} has content`).toBeGreaterThan(0);
+        for (const schema of schemas) expect(schema, `${op} ${code} schema`).toBeTruthy();
+      }
+    }
+  });
+
+  it('requires bearerAuth on every operation except POST /login and GET /status', () => {
+    const scheme = document.components?.securitySchemes?.bearerAuth as OpenAPIV3.HttpSecurityScheme | undefined;
+    expect(scheme).toMatchObject({ type: 'http', scheme: 'bearer' });
+    expect(document.security ?? []).toEqual([]);
+    for (const [op, operation] of operations) {
+      if (PUBLIC_OPERATIONS.has(op)) {
+        expect(operation.security ?? [], op).toEqual([]);
+        expect(operation.responses['401'], `${op} documents no 401 for missing tokens`).toSatisfy(
+          (r) => op === 'POST /login' || r === undefined,
+        );
+      } else {
+        expect(operation.security, op).toEqual([{ bearerAuth: [] }]);
+        expect(operation.responses['401'], `${op} documents 401`).toBeDefined();
+      }
+    }
+    for (const op of PUBLIC_OPERATIONS) expect(operations.has(op), op).toBe(true);
+  });
+
+  it('names the shared schemas (Problem, Project, Build) and leaves no def-N behind', () => {
+    const schemas = document.components?.schemas ?? {};
+    expect(Object.keys(schemas)).toEqual(expect.arrayContaining(['Problem', 'Project', 'Build']));
+    expect(Object.keys(schemas).filter((key) => key.startsWith('def-'))).toEqual([]);
+    expect(JSON.stringify(document)).not.toMatch(/#\/components\/schemas\/def-/);
+  });
+
+  it('describes every 4xx response as a Problem, in the media type actually sent', () => {
+    let count = 0;
+    for (const [op, operation] of operations) {
+      for (const [code, response] of Object.entries(operation.responses)) {
+        if (!/^4\d\d$/.test(code)) continue;
+        count++;
+        expect(isRef(response), `${op} ${code}`).toBe(false);
+        const { content, description } = response as OpenAPIV3.ResponseObject;
+        expect(description.trim(), `${op} ${code}`).toBeTruthy();
+        expect(content, `${op} ${code}`).toEqual({
+          'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } },
+        });
+      }
+    }
+    expect(count).toBeGreaterThanOrEqual(REQUIRED_OPERATIONS.length);
+  });
+
+  it('describes every field of Project, Build and Problem', () => {
+    for (const name of ['Project', 'Build', 'Problem']) {
+      const schema = document.components?.schemas?.[name] as OpenAPIV3.SchemaObject | undefined;
+      expect(schema?.description?.trim(), name).toBeTruthy();
+      const properties = Object.entries(schema?.properties ?? {});
+      expect(properties.length, name).toBeGreaterThan(0);
+      for (const [field, property] of properties) {
+        expect(isRef(property), `${name}.${field}`).toBe(false);
+        expect((property as OpenAPIV3.SchemaObject).description?.trim(), `${name}.${field}`).toBeTruthy();
+      }
+    }
+    // The seed's fields are there.
+    const project = document.components?.schemas?.Project as OpenAPIV3.SchemaObject;
+    expect(Object.keys(project.properties ?? {})).toEqual(expect.arrayContaining(['id', 'name', 'repo', 'last_build_status']));
+    const build = document.components?.schemas?.Build as OpenAPIV3.SchemaObject;
+    expect(Object.keys(build.properties ?? {})).toEqual(
+      expect.arrayContaining(['id', 'project_id', 'status', 'duration_s', 'logs', 'created_at']),
+    );
+  });
+
+  it('gives request body examples for POST /login and POST /projects (the seed curl bodies)', () => {
+    const bodyExample = (op: string) => {
+      const body = operations.get(op)?.requestBody as OpenAPIV3.RequestBodyObject | undefined;
+      const media = body?.content['application/json'];
+      const schema = media?.schema as OpenAPIV3.SchemaObject | undefined;
+      return media?.example ?? Object.values(media?.examples ?? {})[0] ?? schema?.example;
+    };
+    expect(bodyExample('POST /login')).toEqual({ username: 'admin', password: 'admin123' });
+    expect(bodyExample('POST /projects')).toEqual({ name: 'DemoProj', repo: 'https://github.com/demo/repo' });
+  });
+});
+
+describe(`Swagger UI (${testDb})`, () => {
+  const ctx = useTestApp();
+
+  it('serves an HTML page at /apidocs that loads Swagger UI', async () => {
+    let url = '/apidocs';
+    let response = await ctx.app.inject({ method: 'GET', url });
+    for (let hops = 0; hops < 3 && response.statusCode >= 300 && response.statusCode < 400; hops++) {
+      const location = response.headers.location;
+      expect(location).toBeTruthy();
+      url = new URL(String(location), `http://localhost${url}`).pathname;
+      response = await ctx.app.inject({ method: 'GET', url });
+    }
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toMatch(/^text\/html/);
+    expect(response.body.toLowerCase()).toContain('swagger');
+    expect(response.body).toContain('id="swagger-ui"');
+
+    // The page's scripts are served too.
+    const scripts = [...response.body.matchAll(/<script src="([^"]+)"/g)].map((m) => m[1] ?? '');
+    expect(scripts.length).toBeGreaterThan(0);
+    for (const src of scripts) {
+      const script = await ctx.app.inject({ method: 'GET', url: new URL(src, `http://localhost${url}`).pathname });
+      expect(script.statusCode, src).toBe(200);
+    }
+  });
+});
