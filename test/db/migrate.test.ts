@@ -47,7 +47,8 @@ describe('migration journals', () => {
   });
 });
 
-describe.runIf(testDb === 'pg')('PostgreSQL migrations', () => {
+// Each half is dialect-specific: it is registered only in its own project, so nothing shows as skipped.
+if (testDb === 'pg') describe('PostgreSQL migrations', () => {
   let scratch: ScratchDatabase | undefined;
   let sql: postgres.Sql | undefined;
   const apps: FastifyInstance[] = [];
@@ -107,7 +108,7 @@ describe.runIf(testDb === 'pg')('PostgreSQL migrations', () => {
   });
 });
 
-describe.runIf(testDb === 'sqlite')('SQLite migrations on a file', () => {
+if (testDb === 'sqlite') describe('SQLite migrations on a file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'usine-migrate-'));
   const file = join(dir, 'nested', 'dir', 'usine.db');
   const url = `sqlite:${file}`;
