@@ -21,11 +21,21 @@ export const EnvSchema = Type.Object({
   JWT_ISSUER: Type.String({ minLength: 1, default: 'usine' }),
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'usine-api' }),
   ACCESS_TOKEN_TTL: Type.Integer({ minimum: 30, maximum: 86_400, default: 1800 }),
+  REFRESH_TOKEN_TTL: Type.Integer({ minimum: 60, maximum: 90 * 86_400, default: 7 * 86_400 }),
   ADMIN_USERNAME: Type.String({ minLength: 1, maxLength: 64, default: 'admin' }),
   ADMIN_PASSWORD: Type.String({ minLength: 1, default: DEFAULT_ADMIN_PASSWORD }),
   BUILD_FAIL_RATE: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
   LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info' }),
   BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 1024 * 1024 }),
+  /** Comma-separated origins allowed by CORS; empty means no cross-origin access. */
+  CORS_ORIGINS: Type.String({ default: '' }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 300 }),
+  RATE_LIMIT_WINDOW_S: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+  RATE_LIMIT_LOGIN_IP_MAX: Type.Integer({ minimum: 1, default: 20 }),
+  RATE_LIMIT_LOGIN_USER_MAX: Type.Integer({ minimum: 1, default: 10 }),
+  RATE_LIMIT_LOGIN_WINDOW_S: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+  /** When set (redis://host:port), rate-limit counters live in Redis and are shared by every replica. */
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
 });
 
 type Env = Static<typeof EnvSchema>;

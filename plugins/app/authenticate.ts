@@ -1,23 +1,54 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
+import { roleRank, type Role } from '../../src/repositories/users.js';
+import type { AccessTokenClaims } from '../external/jwt.js';
+
+/** Who is calling, as the database says now (not as the token said when it was issued). */
+export interface Caller {
+  id: number;
+  username: string;
+  role: Role;
+}
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** preHandler: a valid bearer access token, or 401. */
-    authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void>;
+    /** onRequest hook: a valid bearer access token of an existing user, or 401. */
+    authenticate: onRequestAsyncHookHandler;
+    /** onRequest hook: authenticate, then 403 unless the caller's role is at least `role`. */
+    requireRole(role: Role): onRequestAsyncHookHandler;
+  }
+  interface FastifyRequest {
+    caller: Caller;
   }
 }
 
 export default fp(
   async (fastify) => {
-    fastify.decorate('authenticate', async (request: FastifyRequest) => {
+    const unauthorized = (detail: string) => fastify.httpErrors.unauthorized(detail);
+
+    async function authenticate(request: FastifyRequest): Promise<void> {
+      let claims: AccessTokenClaims;
       try {
-        await request.jwtVerify();
+        claims = await request.jwtVerify<AccessTokenClaims>();
       } catch (error) {
-        const reason = error instanceof Error ? error.message : 'invalid token';
-        throw fastify.httpErrors.unauthorized(reason);
+        throw unauthorized(error instanceof Error ? error.message : 'invalid token');
+      }
+      const id = Number(claims.sub);
+      if (claims.typ !== 'access' || !Number.isSafeInteger(id)) throw unauthorized('Not an access token');
+      // Looked up on every request so that a deleted or demoted user loses access at once.
+      const user = await fastify.usersRepository.findById(id);
+      if (!user) throw unauthorized('The user of this token no longer exists');
+      request.caller = { id: user.id, username: user.username, role: user.role };
+    }
+
+    fastify.decorateRequest('caller', null as unknown as Caller);
+    fastify.decorate('authenticate', authenticate);
+    fastify.decorate('requireRole', (role: Role): onRequestAsyncHookHandler => async (request) => {
+      await authenticate(request);
+      if (roleRank(request.caller.role) < roleRank(role)) {
+        throw fastify.httpErrors.forbidden(`This needs the ${role} role; you are ${request.caller.role}`);
       }
     });
   },
-  { name: 'authenticate', dependencies: ['jwt', 'sensible'] },
+  { name: 'authenticate', dependencies: ['jwt', 'sensible', 'repositories'] },
 );

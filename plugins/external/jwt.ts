@@ -6,7 +6,10 @@ export interface AccessTokenClaims {
   /** The user's id, as a string (RFC 7519). */
   sub: string;
   username: string;
+  /** The role when the token was issued; authorization uses the user's current role. */
   role: Role;
+  /** Always `access`: nothing else this service signs may pass as an access token. */
+  typ: 'access';
 }
 
 declare module '@fastify/jwt' {

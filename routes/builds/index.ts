@@ -36,7 +36,8 @@ const BuildListQuery = Type.Composite([
 ]);
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const secured = { onRequest: fastify.authenticate };
+  const canRead = { onRequest: fastify.requireRole('viewer') };
+  const canWrite = { onRequest: fastify.requireRole('maintainer') };
   const security = [{ bearerAuth: [] }];
 
   const triggerSchema = (summary: string) => ({
@@ -50,7 +51,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     body: TriggerBody,
     response: {
       201: { ...ref(Build), description: 'The build', headers: LocationHeader },
-      ...problemResponses(401, 404, ...BODY_ERRORS),
+      ...problemResponses(401, 403, 404, ...BODY_ERRORS),
     },
   });
 
@@ -76,8 +77,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     ['/projects/:id/build', 'Trigger a build (seed path)'],
     ['/projects/:id/builds', 'Trigger a build'],
   ] as const) {
-    fastify.post(path, { ...secured, schema: triggerSchema(summary) }, async (request, reply) => {
-      const build = await trigger(request.params.id, request.body, request.user.username);
+    fastify.post(path, { ...canWrite, schema: triggerSchema(summary) }, async (request, reply) => {
+      const build = await trigger(request.params.id, request.body, request.caller.username);
       reply.code(201).header('location', `/builds/${build.id}`);
       return build;
     });
@@ -86,7 +87,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/projects/:id/builds',
     {
-      ...secured,
+      ...canRead,
       schema: {
         tags: ['builds'],
         summary: "List a project's builds",
@@ -94,7 +95,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         security,
         params: IdParams,
         querystring: BuildListQuery,
-        response: { 200: { ...BuildList, headers: LinkHeader }, ...problemResponses(400, 401, 404) },
+        response: { 200: { ...BuildList, headers: LinkHeader }, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request, reply) => {
@@ -111,14 +112,14 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/builds/:id',
     {
-      ...secured,
+      ...canRead,
       schema: {
         tags: ['builds'],
         summary: 'Get a build',
         description: 'One build, with its status, timings and logs.',
         security,
         params: IdParams,
-        response: { 200: ref(Build), ...problemResponses(400, 401, 404) },
+        response: { 200: ref(Build), ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request) => {

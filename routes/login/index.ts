@@ -38,7 +38,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       if (!(await fastify.passwords.verify(user?.password_hash, password)) || !user) {
         throw fastify.httpErrors.unauthorized('Invalid username or password');
       }
-      const access_token = await fastify.jwt.sign({ sub: String(user.id), username: user.username, role: user.role });
+      const access_token = await fastify.jwt.sign({ sub: String(user.id), username: user.username, role: user.role, typ: 'access' });
       return { access_token, token_type: 'bearer' as const, expires_in: fastify.config.ACCESS_TOKEN_TTL };
     },
   );

@@ -28,20 +28,21 @@ const CreateProjectBody = Type.Object(
 );
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const secured = { onRequest: fastify.authenticate };
+  const canRead = { onRequest: fastify.requireRole('viewer') };
+  const canWrite = { onRequest: fastify.requireRole('maintainer') };
   const security = [{ bearerAuth: [] }];
 
   fastify.get(
     '/projects',
     {
-      ...secured,
+      ...canRead,
       schema: {
         tags: ['projects'],
         summary: 'List projects',
         description: 'A page of projects, oldest first, with the total and a `Link` header to the other pages.',
         security,
         querystring: ListQuery,
-        response: { 200: { ...ProjectList, headers: LinkHeader }, ...problemResponses(400, 401) },
+        response: { 200: { ...ProjectList, headers: LinkHeader }, ...problemResponses(400, 401, 403) },
       },
     },
     async (request, reply) => {
@@ -55,7 +56,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
     '/projects',
     {
-      ...secured,
+      ...canWrite,
       schema: {
         tags: ['projects'],
         summary: 'Create a project',
@@ -64,7 +65,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         body: CreateProjectBody,
         response: {
           201: { ...ref(Project), description: 'The created project', headers: LocationHeader },
-          ...problemResponses(401, 409, ...BODY_ERRORS),
+          ...problemResponses(401, 403, 409, ...BODY_ERRORS),
         },
       },
     },
@@ -79,14 +80,14 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/projects/:id',
     {
-      ...secured,
+      ...canRead,
       schema: {
         tags: ['projects'],
         summary: 'Get a project',
         description: 'One project, with the status of its most recent build.',
         security,
         params: IdParams,
-        response: { 200: ref(Project), ...problemResponses(400, 401, 404) },
+        response: { 200: ref(Project), ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request) => {

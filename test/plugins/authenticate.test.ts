@@ -26,6 +26,7 @@ describe(`authenticate (GET /projects, ${testDb})`, () => {
     sub: '1',
     username: 'admin',
     role: 'admin',
+    typ: 'access',
     iat: now() - 10,
     exp: now() + 600,
     iss: ctx.config.JWT_ISSUER,
@@ -81,6 +82,17 @@ describe(`authenticate (GET /projects, ${testDb})`, () => {
 
   it('refuses a valid token under another scheme', async () => {
     expectUnauthorized(await get(`Basic ${ctx.adminToken}`));
+  });
+
+  it('refuses a correctly signed token that is not an access token (typ missing or other)', async () => {
+    const { typ: _typ, ...withoutTyp } = claims();
+    expectUnauthorized(await get(`Bearer ${craftToken(withoutTyp, ctx.config.JWT_SECRET)}`));
+    expectUnauthorized(await get(`Bearer ${craftToken(claims({ typ: 'refresh' }), ctx.config.JWT_SECRET)}`));
+  });
+
+  it('refuses a correctly signed token whose user does not exist', async () => {
+    expectUnauthorized(await get(`Bearer ${craftToken(claims({ sub: '999999' }), ctx.config.JWT_SECRET)}`));
+    expectUnauthorized(await get(`Bearer ${craftToken(claims({ sub: 'admin' }), ctx.config.JWT_SECRET)}`));
   });
 
   it('refuses a token with a tampered payload (role changed, signature kept)', async () => {

@@ -47,3 +47,24 @@ export const builds = pgTable(
     index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
   ],
 );
+
+/**
+ * Opaque refresh tokens, stored only as SHA-256 hashes. Each login starts a family; every refresh marks
+ * the presented token used and adds the next one to the family. A used token presented again revokes it all.
+ */
+export const refresh_tokens = pgTable(
+  'refresh_tokens',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    user_id: integer('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    family_id: text('family_id').notNull(),
+    token_hash: text('token_hash').notNull().unique(),
+    created_at: createdAt(),
+    expires_at: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    used_at: timestamp('used_at', { withTimezone: true, mode: 'date' }),
+    revoked_at: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+  },
+  (table) => [index('refresh_tokens_family_idx').on(table.family_id)],
+);

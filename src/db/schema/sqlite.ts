@@ -47,3 +47,24 @@ export const builds = sqliteTable(
     index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
   ],
 );
+
+/**
+ * Opaque refresh tokens, stored only as SHA-256 hashes. Each login starts a family; every refresh marks
+ * the presented token used and adds the next one to the family. A used token presented again revokes it all.
+ */
+export const refresh_tokens = sqliteTable(
+  'refresh_tokens',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    user_id: integer('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    family_id: text('family_id').notNull(),
+    token_hash: text('token_hash').notNull().unique(),
+    created_at: createdAt(),
+    expires_at: timestampMs('expires_at').notNull(),
+    used_at: timestampMs('used_at'),
+    revoked_at: timestampMs('revoked_at'),
+  },
+  (table) => [index('refresh_tokens_family_idx').on(table.family_id)],
+);
