@@ -7,6 +7,7 @@ import { pathOf, problem, sendProblem, toProblem } from './http/problem.js';
 import { Build } from './schemas/build.js';
 import { Problem } from './schemas/problem.js';
 import { Project } from './schemas/project.js';
+import { User } from './schemas/user.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -27,7 +28,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export default async function usineApp(fastify: FastifyInstance, { config }: AppOptions): Promise<void> {
   fastify.decorate('config', config);
 
-  for (const schema of [Problem, Build, Project]) fastify.addSchema(schema);
+  for (const schema of [Problem, Build, Project, User]) fastify.addSchema(schema);
 
   // JSON is the only body format: anything else (text/plain included) is a 415, not a validation error.
   fastify.removeContentTypeParser('text/plain');

@@ -27,8 +27,19 @@ export const EnvSchema = Type.Object({
   BUILD_FAIL_RATE: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
   LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info' }),
   BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 1024 * 1024 }),
-  /** Comma-separated origins allowed by CORS; empty means no cross-origin access. */
-  CORS_ORIGINS: Type.String({ default: '' }),
+  /**
+   * Comma-separated origins allowed by CORS (`https://app.example.com,http://localhost:3000`), or `*` for any
+   * origin without credentials; empty means no cross-origin access (no CORS headers at all).
+   */
+  CORS_ORIGINS: Type.String({
+    default: '',
+    pattern: '^\\s*(?:\\*|https?://[^/,\\s]+(?:\\s*,\\s*https?://[^/,\\s]+)*)?\\s*$',
+  }),
+  /**
+   * Which proxies to believe about the client address (X-Forwarded-For), so rate limits apply per real client:
+   * empty or `false` (direct connections), `true` (any), a hop count (`1`), or addresses/CIDRs (`10.0.0.0/8,127.0.0.1`).
+   */
+  TRUST_PROXY: Type.String({ default: '', pattern: '^(?:|true|false|\\d{1,2}|[\\w.:/]+(?:\\s*,\\s*[\\w.:/]+)*)$' }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 300 }),
   RATE_LIMIT_WINDOW_S: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
   RATE_LIMIT_LOGIN_IP_MAX: Type.Integer({ minimum: 1, default: 20 }),
@@ -36,6 +47,8 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_LOGIN_WINDOW_S: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
   /** When set (redis://host:port), rate-limit counters live in Redis and are shared by every replica. */
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  /** Prefix of every rate-limit key in Redis, so several deployments (or test runs) can share one Redis. */
+  RATE_LIMIT_NAMESPACE: Type.String({ minLength: 1, maxLength: 100, default: 'usine:rate-limit:' }),
 });
 
 type Env = Static<typeof EnvSchema>;

@@ -1,27 +1,31 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import type { DestinationStream } from 'pino';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import usineApp from './app.js';
 import type { Config } from './config.js';
+import { scrubLogObject, serializeError, serializeRequest } from './http/log-redaction.js';
 import { createValidatorCompiler } from './http/validators.js';
 
-/** Headers and body fields that must never reach a log line. */
-const REDACTED = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'res.headers["set-cookie"]',
-  'password',
-  '*.password',
-  'access_token',
-  '*.access_token',
-];
+/** TRUST_PROXY as Fastify's `trustProxy`: false, true, a hop count or a list of addresses/CIDRs. */
+export function trustProxyOption(value: string): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^\d+$/.test(value)) {
+    const hops = Number(value);
+    return (_address, hop) => hop < hops;
+  }
+  return value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+}
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 export interface ServerOptions {
   /** Overrides the logger (tests pass false). */
   logger?: boolean;
+  /** Where log lines go instead of stdout (tests capture them); LOG_LEVEL still applies. */
+  logStream?: DestinationStream;
 }
 
 /** Creates the Fastify instance with Usine registered on it; it does not listen. */
@@ -30,7 +34,14 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     logger:
       options.logger === false
         ? false
-        : { level: config.LOG_LEVEL, redact: { paths: REDACTED, censor: '[redacted]' } },
+        : {
+            level: config.LOG_LEVEL,
+            // Passwords, tokens, the Authorization header… never reach a line (src/http/log-redaction.ts).
+            formatters: { log: scrubLogObject },
+            serializers: { req: serializeRequest, err: serializeError },
+            ...(options.logStream ? { stream: options.logStream } : {}),
+          },
+    trustProxy: trustProxyOption(config.TRUST_PROXY),
     // The client's x-request-id is kept only when it looks like an id: it is echoed and logged.
     requestIdHeader: false,
     genReqId: (request) => {

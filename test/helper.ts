@@ -34,8 +34,18 @@ export async function createScratchDatabase(db: TestDb = testDb): Promise<Scratc
   };
 }
 
+/**
+ * Rate limits so high that no test is throttled by accident (a file's tests share one app and one client IP);
+ * the rate-limit tests pass their own small values.
+ */
+export const UNTHROTTLED: Record<string, string> = {
+  RATE_LIMIT_MAX: '100000',
+  RATE_LIMIT_LOGIN_IP_MAX: '100000',
+  RATE_LIMIT_LOGIN_USER_MAX: '100000',
+};
+
 export function testConfig(databaseUrl: string, env: Record<string, string> = {}): Config {
-  return loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, ...env });
+  return loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, ...UNTHROTTLED, ...env });
 }
 
 export interface TestContext {

@@ -8,11 +8,13 @@ export interface Caller {
   id: number;
   username: string;
   role: Role;
+  /** The refresh-token family (login session) of the access token used: what `POST /logout` revokes. */
+  familyId: string;
 }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** onRequest hook: a valid bearer access token of an existing user, or 401. */
+    /** onRequest hook: a valid bearer access token of an existing user and an unrevoked family, or 401. */
     authenticate: onRequestAsyncHookHandler;
     /** onRequest hook: authenticate, then 403 unless the caller's role is at least `role`. */
     requireRole(role: Role): onRequestAsyncHookHandler;
@@ -34,11 +36,14 @@ export default fp(
         throw unauthorized(error instanceof Error ? error.message : 'invalid token');
       }
       const id = Number(claims.sub);
-      if (claims.typ !== 'access' || !Number.isSafeInteger(id)) throw unauthorized('Not an access token');
-      // Looked up on every request so that a deleted or demoted user loses access at once.
-      const user = await fastify.usersRepository.findById(id);
-      if (!user) throw unauthorized('The user of this token no longer exists');
-      request.caller = { id: user.id, username: user.username, role: user.role };
+      if (claims.typ !== 'access' || !Number.isSafeInteger(id) || typeof claims.fid !== 'string' || claims.fid === '') {
+        throw unauthorized('Not an access token');
+      }
+      // Looked up on every request (one query) so that a deleted or demoted user, or a logged-out or
+      // compromised session, loses access at once.
+      const user = await fastify.refreshTokensRepository.findActiveCaller(id, claims.fid);
+      if (!user) throw unauthorized('The user of this token no longer exists or its session was revoked');
+      request.caller = { id: user.id, username: user.username, role: user.role, familyId: claims.fid };
     }
 
     fastify.decorateRequest('caller', null as unknown as Caller);

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import { createBuildsRepository, type BuildsRepository } from '../../src/repositories/builds.js';
 import { createProjectsRepository, type ProjectsRepository } from '../../src/repositories/projects.js';
+import { createRefreshTokensRepository, type RefreshTokensRepository } from '../../src/repositories/refresh-tokens.js';
 import { createUsersRepository, type UsersRepository } from '../../src/repositories/users.js';
 
 declare module 'fastify' {
@@ -8,6 +9,7 @@ declare module 'fastify' {
     usersRepository: UsersRepository;
     projectsRepository: ProjectsRepository;
     buildsRepository: BuildsRepository;
+    refreshTokensRepository: RefreshTokensRepository;
   }
 }
 
@@ -16,6 +18,7 @@ export default fp(
     fastify.decorate('usersRepository', createUsersRepository(fastify.database));
     fastify.decorate('projectsRepository', createProjectsRepository(fastify.database));
     fastify.decorate('buildsRepository', createBuildsRepository(fastify.database));
+    fastify.decorate('refreshTokensRepository', createRefreshTokensRepository(fastify.database));
   },
   { name: 'repositories', dependencies: ['database'] },
 );

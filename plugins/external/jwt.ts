@@ -10,6 +10,10 @@ export interface AccessTokenClaims {
   role: Role;
   /** Always `access`: nothing else this service signs may pass as an access token. */
   typ: 'access';
+  /** The refresh-token family (login session) it belongs to: revoking the family (logout, reuse) ends it at once. */
+  fid: string;
+  /** Unique per token (RFC 7519 `jti`), so two tokens issued in the same second still differ. */
+  jti: string;
 }
 
 declare module '@fastify/jwt' {

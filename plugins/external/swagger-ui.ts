@@ -1,12 +1,34 @@
 import swaggerUi from '@fastify/swagger-ui';
 import fp from 'fastify-plugin';
 
+/**
+ * The Content-Security-Policy of the /apidocs pages (it replaces helmet's API policy there): the page runs
+ * only the scripts and styles served from /apidocs/static and talks only to this origin. It is
+ * @fastify/swagger-ui's `staticCSP: true` policy without `upgrade-insecure-requests` (which would break the
+ * page on plain-http deployments such as http://localhost:5000) and without the online validator's images.
+ */
+const APIDOCS_CSP = {
+  'default-src': ["'self'"],
+  'base-uri': ["'self'"],
+  'connect-src': ["'self'"],
+  'font-src': ["'self'", 'data:'],
+  'form-action': ["'self'"],
+  'frame-ancestors': ["'self'"],
+  'img-src': ["'self'", 'data:'],
+  'object-src': ["'none'"],
+  'script-src': ["'self'"],
+  'script-src-attr': ["'none'"],
+  'style-src': ["'self'", 'https:'],
+};
+
 /** Swagger UI at /apidocs (the seed's path) and the document at /apidocs/json. */
 export default fp(
   async (fastify) => {
     await fastify.register(swaggerUi, {
       routePrefix: '/apidocs',
       uiConfig: { persistAuthorization: true, displayRequestDuration: true, tryItOutEnabled: false },
+      validatorUrl: false,
+      staticCSP: APIDOCS_CSP,
     });
   },
   { name: 'swagger-ui', dependencies: ['swagger'] },

@@ -32,7 +32,8 @@ export default fp(
           license: { name: 'MIT' },
         },
         tags: [
-          { name: 'auth', description: 'Log in and receive a bearer token' },
+          { name: 'auth', description: 'Log in, rotate refresh tokens, log out' },
+          { name: 'users', description: 'Who am I, and user management (admin only): accounts, roles, passwords' },
           { name: 'projects', description: 'Projects: a named repository that Usine builds' },
           { name: 'builds', description: 'Simulated CI runs of a project' },
           { name: 'monitoring', description: 'Health and version of the service' },

@@ -1,4 +1,5 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { TokenPair } from '../../src/schemas/auth.js';
 import { BODY_ERRORS, problemResponses } from '../../src/schemas/responses.js';
 
 const LoginBody = Type.Object(
@@ -9,27 +10,21 @@ const LoginBody = Type.Object(
   { additionalProperties: false, examples: [{ username: 'admin', password: 'admin123' }] },
 );
 
-const TokenBody = Type.Object({
-  access_token: Type.String({
-    description: 'JWT (HS256) to send as `Authorization: Bearer <token>`',
-    examples: ['eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.signature'],
-  }),
-  token_type: Type.Literal('bearer', { description: 'Always `bearer`' }),
-  expires_in: Type.Integer({ description: 'Seconds until the access token expires', examples: [1800] }),
-});
-
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
     '/login',
     {
+      onRequest: fastify.loginThrottle.perIp, preHandler: fastify.loginThrottle.perUsername, // brute force → 429 (plugins/app/login-throttle.ts)
       schema: {
         tags: ['auth'],
         summary: 'Log in',
         description:
-          'Exchanges a username and password for a bearer access token valid `expires_in` seconds (30 minutes by default). ' +
+          'Exchanges a username and password for a bearer access token valid `expires_in` seconds (30 minutes by default) ' +
+          'and an opaque refresh token valid `refresh_expires_in` seconds (7 days by default) that `POST /token/refresh` ' +
+          'exchanges for new ones. Each login starts its own session, which `POST /logout` ends. ' +
           'Wrong username and wrong password are indistinguishable, in body and in timing.',
         body: LoginBody,
-        response: { 200: TokenBody, ...problemResponses(401, ...BODY_ERRORS) },
+        response: { 200: TokenPair, ...problemResponses(401, 429, 503, ...BODY_ERRORS) },
       },
     },
     async (request) => {
@@ -38,8 +33,9 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       if (!(await fastify.passwords.verify(user?.password_hash, password)) || !user) {
         throw fastify.httpErrors.unauthorized('Invalid username or password');
       }
-      const access_token = await fastify.jwt.sign({ sub: String(user.id), username: user.username, role: user.role, typ: 'access' });
-      return { access_token, token_type: 'bearer' as const, expires_in: fastify.config.ACCESS_TOKEN_TTL };
+      const tokens = await fastify.tokens.issue(user);
+      if (!tokens) throw fastify.httpErrors.unauthorized('Invalid username or password');
+      return tokens;
     },
   );
 };

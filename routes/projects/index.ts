@@ -4,7 +4,7 @@ import { IdParams, LocationHeader } from '../../src/schemas/common.js';
 import { LinkHeader, PageFields, PageQuery, pageParams } from '../../src/schemas/pagination.js';
 import { BranchName, Project, ProjectName, RepoUrl } from '../../src/schemas/project.js';
 import { ref } from '../../src/schemas/ref.js';
-import { BODY_ERRORS, problemResponses } from '../../src/schemas/responses.js';
+import { BODY_ERRORS, Empty, problemResponses } from '../../src/schemas/responses.js';
 
 const ProjectList = Type.Object(
   { items: Type.Array(ref(Project), { description: 'Projects on this page, oldest first' }), ...PageFields },
@@ -27,9 +27,24 @@ const CreateProjectBody = Type.Object(
   { additionalProperties: false, examples: [{ name: 'DemoProj', repo: 'https://github.com/demo/repo' }] },
 );
 
+const UpdateProjectBody = Type.Object(
+  {
+    name: Type.Optional({ ...ProjectName, description: 'New unique name; one already taken answers 409 `conflict`' }),
+    repo: Type.Optional({ ...RepoUrl, description: 'New repository URL' }),
+    default_branch: Type.Optional({ ...BranchName, description: 'New branch built when a trigger names none' }),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description: 'At least one of `name`, `repo` and `default_branch`; fields left out keep their value',
+    examples: [{ default_branch: 'develop' }],
+  },
+);
+
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const canRead = { onRequest: fastify.requireRole('viewer') };
   const canWrite = { onRequest: fastify.requireRole('maintainer') };
+  const adminOnly = { onRequest: fastify.requireRole('admin') };
   const security = [{ bearerAuth: [] }];
 
   fastify.get(
@@ -94,6 +109,54 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       const project = await fastify.projectsRepository.findById(request.params.id);
       if (!project) throw fastify.httpErrors.notFound(`Project ${request.params.id} does not exist`);
       return project;
+    },
+  );
+
+  fastify.patch(
+    '/projects/:id',
+    {
+      ...canWrite,
+      schema: {
+        tags: ['projects'],
+        summary: 'Change a project',
+        description:
+          'Changes the name, repository and/or default branch; `updated_at` moves to now. A name taken by another project ' +
+          'answers 409 `conflict`. Needs the maintainer role.',
+        security,
+        params: IdParams,
+        body: UpdateProjectBody,
+        response: {
+          200: { ...ref(Project), description: 'The project as changed' },
+          ...problemResponses(401, 403, 404, 409, ...BODY_ERRORS),
+        },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const project = await fastify.projectsRepository.update(id, request.body);
+      if (project === 'name_taken') throw fastify.httpErrors.conflict(`A project named "${request.body.name}" already exists`);
+      if (!project) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
+      return project;
+    },
+  );
+
+  fastify.delete(
+    '/projects/:id',
+    {
+      ...adminOnly,
+      schema: {
+        tags: ['projects'],
+        summary: 'Delete a project',
+        description: 'Deletes the project together with all its builds (and their logs). Admin only.',
+        security,
+        params: IdParams,
+        response: { 204: Empty, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      if (!(await fastify.projectsRepository.delete(id))) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
+      return reply.code(204).send(null);
     },
   );
 };

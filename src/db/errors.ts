@@ -15,6 +15,8 @@ function hasCode(error: unknown, codes: readonly string[]): boolean {
   });
 }
 
+export const isUniqueViolation = (error: unknown) => hasCode(error, ['23505', 'SQLITE_CONSTRAINT_UNIQUE']);
+
 export const isForeignKeyViolation = (error: unknown) => hasCode(error, ['23503', 'SQLITE_CONSTRAINT_FOREIGNKEY']);
 
 /** better-sqlite3 has no error code for a closed handle (e.g. a request racing the shutdown). */

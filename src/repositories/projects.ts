@@ -1,5 +1,6 @@
 import { asc, count, eq, getTableName, sql, type Column, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { isUniqueViolation } from '../db/errors.js';
 import type { BuildStatusValue } from '../schemas/build.js';
 
 export interface ProjectListQuery {
@@ -15,6 +16,12 @@ export interface NewProject {
   default_branch?: string;
 }
 
+export type ProjectChanges = Partial<NewProject>;
+
+/**
+ * A unique index refused the write. Drizzle wraps the driver's error, so the whole cause chain is searched.
+ * (A candidate for src/db/errors.ts, next to isForeignKeyViolation.)
+ */
 /**
  * `table.column`, always qualified: in a single-table select Drizzle renders columns bare, which inside a
  * correlated subquery would bind to the subquery's own table (`builds.id` instead of `projects.id`).
@@ -68,6 +75,30 @@ export function createProjectsRepository({ db, tables }: Database) {
       const rows = await db.insert(projects).values(project).onConflictDoNothing({ target: projects.name }).returning();
       const created = rows[0];
       return created && { ...created, last_build_status: null };
+    },
+
+    /**
+     * Changes the given fields and bumps updated_at in one statement. Returns the project, undefined when it
+     * does not exist, or 'name_taken' when the unique index refuses the new name.
+     */
+    async update(id: number, changes: ProjectChanges) {
+      try {
+        const rows = await db
+          .update(projects)
+          .set({ ...changes, updated_at: new Date() })
+          .where(eq(projects.id, id))
+          .returning(projectFields);
+        return rows[0];
+      } catch (error) {
+        if (isUniqueViolation(error)) return 'name_taken' as const;
+        throw error;
+      }
+    },
+
+    /** Deletes the project; its builds go with it (on delete cascade). False when there was no such project. */
+    async delete(id: number) {
+      const rows = await db.delete(projects).where(eq(projects.id, id)).returning({ id: projects.id });
+      return rows.length > 0;
     },
   };
 }

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { problemOf, testDb, useTestApp } from '../helper.js';
@@ -27,6 +27,8 @@ describe(`authenticate (GET /projects, ${testDb})`, () => {
     username: 'admin',
     role: 'admin',
     typ: 'access',
+    // A session no one revoked: the check is "no revoked token in the family", not "the family exists".
+    fid: randomUUID(),
     iat: now() - 10,
     exp: now() + 600,
     iss: ctx.config.JWT_ISSUER,
@@ -88,6 +90,13 @@ describe(`authenticate (GET /projects, ${testDb})`, () => {
     const { typ: _typ, ...withoutTyp } = claims();
     expectUnauthorized(await get(`Bearer ${craftToken(withoutTyp, ctx.config.JWT_SECRET)}`));
     expectUnauthorized(await get(`Bearer ${craftToken(claims({ typ: 'refresh' }), ctx.config.JWT_SECRET)}`));
+  });
+
+  it('refuses a correctly signed access token without a session (fid missing, empty or not a string)', async () => {
+    const { fid: _fid, ...withoutFid } = claims();
+    expectUnauthorized(await get(`Bearer ${craftToken(withoutFid, ctx.config.JWT_SECRET)}`));
+    expectUnauthorized(await get(`Bearer ${craftToken(claims({ fid: '' }), ctx.config.JWT_SECRET)}`));
+    expectUnauthorized(await get(`Bearer ${craftToken(claims({ fid: 42 }), ctx.config.JWT_SECRET)}`));
   });
 
   it('refuses a correctly signed token whose user does not exist', async () => {

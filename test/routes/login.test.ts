@@ -53,10 +53,13 @@ describe(`POST /login (${testDb})`, () => {
     const response = await post({ username: 'admin', password: 'admin123' });
     expect(response.statusCode).toBe(200);
     expect(response.headers['content-type']).toMatch(/^application\/json/);
-    const body = response.json() as { access_token: unknown; token_type: unknown; expires_in: unknown };
-    expect(body).toMatchObject({ token_type: 'bearer', expires_in: 1800 });
+    const body = response.json() as { access_token: unknown; token_type: unknown; expires_in: unknown; refresh_token: unknown };
+    expect(body).toMatchObject({ token_type: 'bearer', expires_in: 1800, refresh_expires_in: 7 * 86_400 });
+    expect(Object.keys(body).sort()).toEqual(['access_token', 'expires_in', 'refresh_expires_in', 'refresh_token', 'token_type']);
     expect(typeof body.access_token).toBe('string');
     expect(body.access_token).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    // 32 random bytes, base64url: opaque, not a JWT.
+    expect(body.refresh_token).toMatch(/^[\w-]{43}$/);
   });
 
   it('issues an HS256 JWT with sub, username, role, iss, aud and a 30-minute lifetime', async () => {
@@ -73,6 +76,9 @@ describe(`POST /login (${testDb})`, () => {
     expect(typeof payload.sub).toBe('string');
     expect(payload.username).toBe('admin');
     expect(payload.role).toBe('admin');
+    expect(payload.typ).toBe('access');
+    expect(payload.fid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(typeof payload.jti).toBe('string');
     expect(payload.iss).toBe('usine');
     expect(payload.aud).toBe('usine-api');
     expect(typeof payload.iat).toBe('number');

@@ -1,3 +1,4 @@
+import { eq } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { injectAs, problemOf, testDb, uniqueName, useTestApp, type TestContext } from '../helper.js';
@@ -402,5 +403,192 @@ describe(`projects: name search (${testDb})`, () => {
     const response = await list(ctx, { q: `${tag}-nothing-like-this` });
     expect(response.statusCode).toBe(200);
     expect(response.json<PageJson>()).toMatchObject({ items: [], total: 0 });
+  });
+});
+
+describe(`projects: update (${testDb})`, () => {
+  const ctx = useTestApp();
+
+  const patch = (id: number, payload: unknown, token = ctx.adminToken) =>
+    injectAs(ctx.app, token, { method: 'PATCH', url: `/projects/${id}`, payload: payload as object });
+  const fetch = async (id: number) => (await injectAs(ctx.app, ctx.adminToken, { url: `/projects/${id}` })).json<ProjectJson>();
+
+  async function fresh(extra: Record<string, string> = {}): Promise<ProjectJson> {
+    const response = await create(ctx, { name: uniqueName('Upd'), repo: 'https://github.com/demo/upd', ...extra });
+    expect(response.statusCode, response.body).toBe(201);
+    return response.json<ProjectJson>();
+  }
+
+  it.each([
+    ['name', () => uniqueName('Renamed')],
+    ['repo', () => 'git@github.com:demo/elsewhere.git'],
+    ['default_branch', () => 'release/2.0'],
+  ])('changes only %s, bumps updated_at, keeps created_at, and GET agrees', async (field, value) => {
+    const project = await fresh();
+    await new Promise((resolve) => setTimeout(resolve, 15));
+    const next = value();
+    const response = await patch(project.id, { [field]: next });
+    expect(response.statusCode, response.body).toBe(200);
+    const body = response.json<ProjectJson>();
+    expect(body).toEqual({ ...project, [field]: next, updated_at: expect.stringMatching(ISO_UTC) });
+    expect(Date.parse(body.updated_at)).toBeGreaterThan(Date.parse(project.updated_at));
+    expect(await fetch(project.id)).toEqual(body);
+  });
+
+  it('changes several fields at once', async () => {
+    const project = await fresh();
+    const changes = { name: uniqueName('Multi'), repo: 'https://gitlab.example.com/a/b', default_branch: 'develop' };
+    const response = await patch(project.id, changes);
+    expect(response.statusCode, response.body).toBe(200);
+    expect(response.json()).toMatchObject(changes);
+  });
+
+  it('keeps last_build_status in its answer', async () => {
+    const project = await fresh();
+    const build = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${project.id}/builds` });
+    expect(build.statusCode).toBe(201);
+    const status = build.json<{ status: string }>().status;
+    const response = await patch(project.id, { repo: 'https://github.com/demo/with-builds' });
+    expect(response.json<ProjectJson>().last_build_status).toBe(status);
+  });
+
+  it('lets a project keep its own name', async () => {
+    const project = await fresh();
+    const response = await patch(project.id, { name: project.name });
+    expect(response.statusCode, response.body).toBe(200);
+  });
+
+  it('answers 409 conflict for a name another project has, and changes nothing', async () => {
+    const [a, b] = [await fresh(), await fresh()];
+    const response = await patch(b.id, { name: a.name, repo: 'https://github.com/demo/should-not-stick' });
+    expect(response.statusCode, response.body).toBe(409);
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(problemOf(response)).toMatchObject({ status: 409, error: 'conflict' });
+    expect(await fetch(b.id)).toEqual(b);
+    expect(await fetch(a.id)).toEqual(a);
+  });
+
+  it('lets exactly one of 10 simultaneous renames to the same name win', async () => {
+    const projects = await Promise.all(Array.from({ length: 10 }, () => fresh()));
+    const name = uniqueName('Contested');
+    const responses = await Promise.all(projects.map((p) => patch(p.id, { name })));
+    const codes = responses.map((r) => r.statusCode).sort();
+    expect(codes).toEqual([200, ...Array<number>(9).fill(409)]);
+    const found = await list(ctx, { q: name });
+    expect(found.json<PageJson>().total).toBe(1);
+  });
+
+  it('answers 404 for an unknown project and 400 for a malformed id', async () => {
+    const response = await patch(2147483000, { repo: 'https://github.com/demo/x' });
+    expect(response.statusCode).toBe(404);
+    expect(problemOf(response)).toMatchObject({ error: 'not_found', instance: '/projects/2147483000' });
+    expectValidationError(await injectAs(ctx.app, ctx.adminToken, { method: 'PATCH', url: '/projects/abc', payload: { repo: 'https://github.com/demo/x' } }), '/params/id');
+  });
+
+  it('refuses an empty body', async () => {
+    const project = await fresh();
+    expectValidationError(await patch(project.id, {}));
+    expect(await fetch(project.id)).toEqual(project);
+  });
+
+  it.each([
+    ['name', ''],
+    ['name', ' padded '],
+    ['name', 42],
+    ['name', null],
+    ['repo', 'not a url'],
+    ['repo', null],
+    ['default_branch', 'bad..branch'],
+    ['default_branch', ''],
+  ])('refuses %s = %j, changing nothing', async (field, value) => {
+    const project = await fresh();
+    expectValidationError(await patch(project.id, { [field]: value }), `/body/${field}`);
+    expect(await fetch(project.id)).toEqual(project);
+  });
+
+  it.each([
+    ['id', 999],
+    ['last_build_status', 'success'],
+    ['created_at', '2020-01-01T00:00:00.000Z'],
+    ['updated_at', '2020-01-01T00:00:00.000Z'],
+    ['owner', 'me'],
+  ])('refuses the read-only or unknown field %s, even beside a valid one (no mass assignment)', async (field, value) => {
+    const project = await fresh();
+    expectValidationError(await patch(project.id, { repo: 'https://github.com/demo/ok', [field]: value }), `/body/${field}`);
+    expect(await fetch(project.id)).toEqual(project);
+  });
+
+  it('requires authentication', async () => {
+    const project = await fresh();
+    const response = await ctx.app.inject({ method: 'PATCH', url: `/projects/${project.id}`, payload: { name: uniqueName('anon') } });
+    expect(response.statusCode).toBe(401);
+    expect(await fetch(project.id)).toEqual(project);
+  });
+});
+
+describe(`projects: delete (${testDb})`, () => {
+  const ctx = useTestApp();
+
+  const remove = (id: number) => injectAs(ctx.app, ctx.adminToken, { method: 'DELETE', url: `/projects/${id}` });
+
+  it('deletes a project with its builds: 204 without a body, then 404 for both', async () => {
+    const created = await create(ctx, { name: uniqueName('Doomed'), repo: 'https://github.com/demo/doomed' });
+    const project = created.json<ProjectJson>();
+    const buildIds: number[] = [];
+    for (const path of ['build', 'builds', 'builds']) {
+      const build = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${project.id}/${path}` });
+      expect(build.statusCode).toBe(201);
+      buildIds.push(build.json<{ id: number }>().id);
+    }
+    // A neighbour's builds are untouched.
+    const other = (await create(ctx, { name: uniqueName('Neighbour'), repo: 'https://github.com/demo/n' })).json<ProjectJson>();
+    const otherBuild = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${other.id}/builds` });
+
+    const response = await remove(project.id);
+    expect(response.statusCode, response.body).toBe(204);
+    expect(response.body).toBe('');
+
+    expect((await injectAs(ctx.app, ctx.adminToken, { url: `/projects/${project.id}` })).statusCode).toBe(404);
+    expect((await injectAs(ctx.app, ctx.adminToken, { url: `/projects/${project.id}/builds` })).statusCode).toBe(404);
+    for (const id of buildIds) expect((await injectAs(ctx.app, ctx.adminToken, { url: `/builds/${id}` })).statusCode, `build ${id}`).toBe(404);
+
+    // The rows are gone from the database, not just hidden.
+    const { db, tables } = ctx.app.database;
+    expect(await db.select().from(tables.builds).where(eq(tables.builds.project_id, project.id))).toEqual([]);
+
+    expect((await injectAs(ctx.app, ctx.adminToken, { url: `/builds/${otherBuild.json<{ id: number }>().id}` })).statusCode).toBe(200);
+    expect((await injectAs(ctx.app, ctx.adminToken, { url: `/projects/${other.id}` })).statusCode).toBe(200);
+  });
+
+  it('answers 404 for a project already deleted or never created', async () => {
+    const project = (await create(ctx, { name: uniqueName('Once'), repo: 'https://github.com/demo/once' })).json<ProjectJson>();
+    expect((await remove(project.id)).statusCode).toBe(204);
+    const again = await remove(project.id);
+    expect(again.statusCode).toBe(404);
+    expect(problemOf(again)).toMatchObject({ error: 'not_found', instance: `/projects/${project.id}` });
+    expect((await remove(2147483000)).statusCode).toBe(404);
+    expectValidationError(await injectAs(ctx.app, ctx.adminToken, { method: 'DELETE', url: '/projects/x' }), '/params/id');
+  });
+
+  it('frees the name for a new project', async () => {
+    const name = uniqueName('Reborn');
+    const first = (await create(ctx, { name, repo: 'https://github.com/demo/a' })).json<ProjectJson>();
+    expect((await remove(first.id)).statusCode).toBe(204);
+    const second = await create(ctx, { name, repo: 'https://github.com/demo/b' });
+    expect(second.statusCode).toBe(201);
+    expect(second.json<ProjectJson>().id).not.toBe(first.id);
+  });
+
+  it('lets exactly one of 5 simultaneous deletes succeed', async () => {
+    const project = (await create(ctx, { name: uniqueName('Raced'), repo: 'https://github.com/demo/r' })).json<ProjectJson>();
+    const codes = (await Promise.all(Array.from({ length: 5 }, () => remove(project.id)))).map((r) => r.statusCode).sort();
+    expect(codes).toEqual([204, 404, 404, 404, 404]);
+  });
+
+  it('requires authentication', async () => {
+    const project = (await create(ctx, { name: uniqueName('Kept'), repo: 'https://github.com/demo/k' })).json<ProjectJson>();
+    const response = await ctx.app.inject({ method: 'DELETE', url: `/projects/${project.id}` });
+    expect(response.statusCode).toBe(401);
+    expect((await injectAs(ctx.app, ctx.adminToken, { url: `/projects/${project.id}` })).statusCode).toBe(200);
   });
 });

@@ -1,0 +1,121 @@
+import { and, eq, gt, isNotNull, isNull, notExists, sql } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+import { isForeignKeyViolation } from '../db/errors.js';
+import type { Role } from './users.js';
+
+export interface NewRefreshToken {
+  user_id: number;
+  family_id: string;
+  /** SHA-256 of the token, hex: the token itself is never stored. */
+  token_hash: string;
+  expires_at: Date;
+}
+
+/**
+ * Refresh tokens and their families (one family per login). A family is revoked as soon as any of its rows
+ * carries `revoked_at`: that one rule covers logout, reuse detection and a token added to a family while it
+ * was being revoked. Every method is a single statement, so it is atomic on both databases.
+ */
+export function createRefreshTokensRepository({ db, tables }: Database) {
+  const { refresh_tokens: tokens, users } = tables;
+
+  /** `refresh_tokens` rows of the family, one of them revoked (served by refresh_tokens_family_idx). */
+  const revokedRowOf = (familyId: string) =>
+    db
+      .select({ one: sql`1` })
+      .from(tokens)
+      .where(and(eq(tokens.family_id, familyId), isNotNull(tokens.revoked_at)));
+
+  return {
+    /** Stores a new token; false when its user no longer exists. */
+    async create(token: NewRefreshToken): Promise<boolean> {
+      try {
+        await db.insert(tokens).values(token);
+        return true;
+      } catch (error) {
+        if (isForeignKeyViolation(error)) return false;
+        throw error;
+      }
+    },
+
+    /**
+     * Marks the token used if it is unused, unexpired and its family is not revoked, in one statement: of
+     * several concurrent calls with the same token exactly one gets the row back, with the user's current
+     * username and role (read in the same statement, so a concurrent revocation cannot fail the winner halfway).
+     */
+    async use(tokenHash: string, now: Date) {
+      const rows = await db
+        .update(tokens)
+        .set({ used_at: now })
+        .where(
+          and(
+            eq(tokens.token_hash, tokenHash),
+            isNull(tokens.used_at),
+            isNull(tokens.revoked_at),
+            gt(tokens.expires_at, now),
+            // Written by hand: the outer row must be named by its table, the inner one by an alias.
+            sql`not exists (select 1 from "refresh_tokens" as "family" where "family"."family_id" = "refresh_tokens"."family_id" and "family"."revoked_at" is not null)`,
+          ),
+        )
+        .returning({
+          user_id: tokens.user_id,
+          family_id: tokens.family_id,
+          username: sql<string | null>`(select "users"."username" from "users" where "users"."id" = "refresh_tokens"."user_id")`,
+          role: sql<Role | null>`(select "users"."role" from "users" where "users"."id" = "refresh_tokens"."user_id")`,
+        });
+      return rows[0];
+    },
+
+    /**
+     * Reuse detection (RFC 9700 §4.14.2): if this token was already used, revokes its whole family.
+     * Returns how many tokens were revoked (0 for an unknown or never-used token, or an already revoked family).
+     */
+    async revokeFamilyIfReused(tokenHash: string, now: Date): Promise<number> {
+      const rows = await db
+        .update(tokens)
+        .set({ revoked_at: now })
+        .where(
+          and(
+            sql`"family_id" = (select "used"."family_id" from "refresh_tokens" as "used" where "used"."token_hash" = ${tokenHash} and "used"."used_at" is not null)`,
+            isNull(tokens.revoked_at),
+          ),
+        )
+        .returning({ id: tokens.id });
+      return rows.length;
+    },
+
+    /** Logout: revokes the user's family. Returns how many tokens were revoked. */
+    async revokeFamily(familyId: string, userId: number, now: Date): Promise<number> {
+      const rows = await db
+        .update(tokens)
+        .set({ revoked_at: now })
+        .where(and(eq(tokens.family_id, familyId), eq(tokens.user_id, userId), isNull(tokens.revoked_at)))
+        .returning({ id: tokens.id });
+      return rows.length;
+    },
+
+    /** A new password ends every session: all of the user's families are revoked. */
+    async revokeAllForUser(userId: number, now: Date): Promise<number> {
+      const rows = await db
+        .update(tokens)
+        .set({ revoked_at: now })
+        .where(and(eq(tokens.user_id, userId), isNull(tokens.revoked_at)))
+        .returning({ id: tokens.id });
+      return rows.length;
+    },
+
+    /**
+     * The user behind an access token, unless the user is gone or the token's family was revoked:
+     * one query, by primary key and by the family index.
+     */
+    async findActiveCaller(userId: number, familyId: string) {
+      const rows = await db
+        .select({ id: users.id, username: users.username, role: users.role })
+        .from(users)
+        .where(and(eq(users.id, userId), notExists(revokedRowOf(familyId))));
+      return rows[0];
+    },
+  };
+}
+
+export type RefreshTokensRepository = ReturnType<typeof createRefreshTokensRepository>;

@@ -1,0 +1,263 @@
+/**
+ * OWASP API Security Top 10 (2023), API5: broken function-level authorization. Every route the app serves is in
+ * ROUTES with the least role it needs; the table must cover them all, so a route added without an entry fails here.
+ * Below that role a caller gets 403 `forbidden` and the database does not change; at or above it the call works;
+ * without a token everything but the public routes is 401.
+ */
+import { is, Table } from 'drizzle-orm';
+import type { HTTPMethods, LightMyRequestResponse } from 'fastify';
+import type { OpenAPIV3 } from 'openapi-types';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { injectAs, login, problemOf, testDb, uniqueName, useTestApp } from './helper.js';
+
+type Role = 'viewer' | 'maintainer' | 'admin';
+type Least = 'anyone' | Role;
+
+const ROLE_ORDER: Role[] = ['viewer', 'maintainer', 'admin'];
+const PASSWORD = 'a-decent-passphrase';
+
+interface PreparedRequest {
+  url: string;
+  payload?: object;
+}
+
+interface Fixtures {
+  project(): Promise<number>;
+  build(): Promise<number>;
+  user(): Promise<number>;
+  refreshToken(): Promise<string>;
+}
+
+interface RouteCase {
+  /** As Fastify registers it: `METHOD /path/:param`. */
+  route: string;
+  least: Least;
+  /** Builds the request, creating (as the admin) whatever it acts on, so that an allowed call can succeed. */
+  prepare(fixtures: Fixtures): Promise<PreparedRequest>;
+  /** Status of an allowed call. */
+  success: number;
+  /** The call ends the caller's session: run it with a throwaway login. */
+  endsSession?: boolean;
+  /** Served by another part of the app that may not exist yet: checked only when the route exists. */
+  optional?: boolean;
+}
+
+const newProjectBody = () => ({ name: uniqueName('authz'), repo: 'https://github.com/demo/authz' });
+
+const ROUTES: RouteCase[] = [
+  // Public.
+  { route: 'POST /login', least: 'anyone', success: 200, prepare: async () => ({ url: '/login', payload: { username: 'admin', password: 'admin123' } }) },
+  { route: 'GET /status', least: 'anyone', success: 200, prepare: async () => ({ url: '/status' }) },
+  {
+    route: 'POST /token/refresh',
+    least: 'anyone',
+    success: 200,
+    optional: true,
+    prepare: async (f) => ({ url: '/token/refresh', payload: { refresh_token: await f.refreshToken() } }),
+  },
+  // Any authenticated user.
+  { route: 'GET /me', least: 'viewer', success: 200, prepare: async () => ({ url: '/me' }) },
+  { route: 'POST /logout', least: 'viewer', success: 204, endsSession: true, optional: true, prepare: async () => ({ url: '/logout' }) },
+  // Viewers read.
+  { route: 'GET /projects', least: 'viewer', success: 200, prepare: async () => ({ url: '/projects' }) },
+  { route: 'GET /projects/:id', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}` }) },
+  { route: 'GET /projects/:id/builds', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}/builds` }) },
+  { route: 'GET /builds/:id', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/builds/${await f.build()}` }) },
+  // Maintainers create and update projects and trigger builds.
+  { route: 'POST /projects', least: 'maintainer', success: 201, prepare: async () => ({ url: '/projects', payload: newProjectBody() }) },
+  {
+    route: 'PATCH /projects/:id',
+    least: 'maintainer',
+    success: 200,
+    prepare: async (f) => ({ url: `/projects/${await f.project()}`, payload: { default_branch: 'develop' } }),
+  },
+  { route: 'POST /projects/:id/build', least: 'maintainer', success: 201, prepare: async (f) => ({ url: `/projects/${await f.project()}/build` }) },
+  {
+    route: 'POST /projects/:id/builds',
+    least: 'maintainer',
+    success: 201,
+    prepare: async (f) => ({ url: `/projects/${await f.project()}/builds`, payload: { branch: 'main' } }),
+  },
+  // Admins delete projects and manage users.
+  { route: 'DELETE /projects/:id', least: 'admin', success: 204, prepare: async (f) => ({ url: `/projects/${await f.project()}` }) },
+  { route: 'GET /users', least: 'admin', success: 200, prepare: async () => ({ url: '/users' }) },
+  {
+    route: 'POST /users',
+    least: 'admin',
+    success: 201,
+    prepare: async () => ({ url: '/users', payload: { username: uniqueName('made'), password: PASSWORD, role: 'admin' } }),
+  },
+  { route: 'GET /users/:id', least: 'admin', success: 200, prepare: async (f) => ({ url: `/users/${await f.user()}` }) },
+  { route: 'PATCH /users/:id', least: 'admin', success: 200, prepare: async (f) => ({ url: `/users/${await f.user()}`, payload: { role: 'admin' } }) },
+  { route: 'DELETE /users/:id', least: 'admin', success: 204, prepare: async (f) => ({ url: `/users/${await f.user()}` }) },
+];
+
+const methodOf = (c: RouteCase) => c.route.split(' ')[0] as HTTPMethods;
+const pathOf = (c: RouteCase) => c.route.split(' ')[1] ?? '';
+const allows = (least: Least, role: Role) => least === 'anyone' || ROLE_ORDER.indexOf(role) >= ROLE_ORDER.indexOf(least);
+const isPublic = (c: RouteCase) => c.least === 'anyone';
+
+function expectProblem(response: LightMyRequestResponse, status: number, error: string, label: string) {
+  expect(response.statusCode, `${label}: ${response.body}`).toBe(status);
+  expect(response.headers['content-type'], label).toMatch(/^application\/problem\+json/);
+  expect(problemOf(response), label).toMatchObject({ status, error, type: `urn:usine:problem:${error}` });
+}
+
+describe(`function-level authorization, every route (${testDb})`, () => {
+  const ctx = useTestApp();
+  const tokens = {} as Record<Role, string>;
+  const credentials = {} as Record<Role, { username: string; password: string }>;
+
+  const admin = (method: HTTPMethods, url: string, payload?: object) => injectAs(ctx.app, ctx.adminToken, { method, url, payload });
+  const created = async (response: LightMyRequestResponse) => {
+    expect(response.statusCode, response.body).toBe(201);
+    return response.json<{ id: number }>().id;
+  };
+  const fixtures: Fixtures = {
+    project: async () => created(await admin('POST', '/projects', newProjectBody())),
+    build: async () => created(await admin('POST', `/projects/${await fixtures.project()}/builds`)),
+    user: async () => created(await admin('POST', '/users', { username: uniqueName('target'), password: PASSWORD })),
+    refreshToken: async () => {
+      const response = await ctx.app.inject({ method: 'POST', url: '/login', payload: credentials.viewer });
+      const token = response.json<{ refresh_token?: string }>().refresh_token;
+      expect(token, 'POST /login returns a refresh_token').toBeTypeOf('string');
+      return token ?? '';
+    },
+  };
+
+  /** Every row of every table, to prove a refused call wrote nothing. */
+  async function snapshot() {
+    const { db, tables } = ctx.app.database;
+    const result: Record<string, unknown[]> = {};
+    for (const [name, table] of Object.entries(tables)) {
+      if (!is(table, Table)) continue;
+      const rows = (await db.select().from(table as never)) as { id?: number }[];
+      result[name] = rows.sort((a, b) => (a.id ?? 0) - (b.id ?? 0));
+    }
+    return result;
+  }
+
+  const present = (c: RouteCase) => ctx.app.hasRoute({ method: methodOf(c), url: pathOf(c) });
+
+  async function call(c: RouteCase, token: string | undefined) {
+    const { url, payload } = await c.prepare(fixtures);
+    const options = { method: methodOf(c), url, ...(payload === undefined ? {} : { payload }) };
+    return token === undefined ? ctx.app.inject(options) : injectAs(ctx.app, token, options);
+  }
+
+  /** Prepares the call, snapshots the database, calls as `token`, and checks the answer and that nothing changed. */
+  async function expectRefused(c: RouteCase, token: string | undefined, status: number, error: string, label: string) {
+    const { url, payload } = await c.prepare(fixtures);
+    const before = await snapshot();
+    const options = { method: methodOf(c), url, ...(payload === undefined ? {} : { payload }) };
+    const response = token === undefined ? await ctx.app.inject(options) : await injectAs(ctx.app, token, options);
+    expectProblem(response, status, error, label);
+    expect(await snapshot(), `${label} changed the database`).toEqual(before);
+  }
+
+  beforeAll(async () => {
+    tokens.admin = ctx.adminToken;
+    credentials.admin = { username: ctx.config.ADMIN_USERNAME, password: ctx.config.ADMIN_PASSWORD };
+    for (const role of ['maintainer', 'viewer'] as const) {
+      const username = uniqueName(role);
+      await created(await admin('POST', '/users', { username, password: PASSWORD, role }));
+      credentials[role] = { username, password: PASSWORD };
+      tokens[role] = await login(ctx.app, username, PASSWORD);
+    }
+  });
+
+  it('the table covers exactly the routes the app serves (HEAD and /apidocs aside)', async () => {
+    const response = await ctx.app.inject({ url: '/apidocs/json' });
+    expect(response.statusCode).toBe(200);
+    const document = response.json<OpenAPIV3.Document>();
+    const served = Object.entries(document.paths).flatMap(([path, item]) =>
+      Object.keys(item ?? {})
+        .filter((key) => ['get', 'post', 'put', 'patch', 'delete'].includes(key))
+        .map((method) => `${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+    );
+    const tabled = ROUTES.filter((c) => !c.optional || present(c)).map((c) => c.route);
+    for (const c of ROUTES.filter((c) => !c.optional)) expect(present(c), `${c.route} is served`).toBe(true);
+    expect(new Set(tabled).size).toBe(tabled.length);
+    expect(served.filter((route) => !tabled.includes(route)), 'served but not in ROUTES: add them with their least role').toEqual([]);
+    expect([...served].sort()).toEqual([...tabled].sort());
+  });
+
+  describe('a viewer', () => {
+    it.for(ROUTES.filter((c) => !allows(c.least, 'viewer')).map((c) => [c.route, c] as const))(
+      'gets 403 forbidden on %s, and nothing changes',
+      async ([, c], { skip }) => {
+        if (!present(c)) return skip();
+        await expectRefused(c, tokens.viewer, 403, 'forbidden', `viewer ${c.route}`);
+      },
+    );
+
+    it.for(ROUTES.filter((c) => c.least === 'viewer' && methodOf(c) === 'GET').map((c) => [c.route, c] as const))(
+      'reads %s',
+      async ([, c], { skip }) => {
+        if (!present(c)) return skip();
+        const response = await call(c, tokens.viewer);
+        expect(response.statusCode, response.body).toBe(200);
+      },
+    );
+
+    it('gets 403 before any validation or lookup: a bad body or an unknown id says nothing more', async () => {
+      const cases: [HTTPMethods, string, object | undefined][] = [
+        ['POST', '/users', { username: '', password: 1 }],
+        ['POST', '/projects', { nonsense: true }],
+        ['DELETE', '/projects/2147483000', undefined],
+        ['PATCH', '/projects/2147483000', {}],
+        ['PATCH', '/users/2147483000', { role: 'superuser' }],
+      ];
+      for (const [method, url, payload] of cases) {
+        const response = await injectAs(ctx.app, tokens.viewer, { method, url, ...(payload ? { payload } : {}) });
+        expectProblem(response, 403, 'forbidden', `viewer ${method} ${url}`);
+      }
+    });
+  });
+
+  describe('a maintainer', () => {
+    it.for(ROUTES.filter((c) => c.least === 'admin').map((c) => [c.route, c] as const))(
+      'gets 403 forbidden on the admin-only %s, and nothing changes',
+      async ([, c], { skip }) => {
+        if (!present(c)) return skip();
+        await expectRefused(c, tokens.maintainer, 403, 'forbidden', `maintainer ${c.route}`);
+      },
+    );
+  });
+
+  describe('each role at or above the least one', () => {
+    const cases = ROUTES.filter((c) => !isPublic(c)).flatMap((c) => ROLE_ORDER.filter((role) => allows(c.least, role)).map((role) => [role, c.route, c] as const));
+    it.for(cases)('%s may call %s', async ([role, , c], { skip }) => {
+      if (!present(c)) return skip();
+      const token = c.endsSession ? await login(ctx.app, credentials[role].username, credentials[role].password) : tokens[role];
+      const response = await call(c, token);
+      expect(response.statusCode, response.body).toBe(c.success);
+    });
+  });
+
+  describe('anonymous', () => {
+    it.for(ROUTES.filter((c) => !isPublic(c)).map((c) => [c.route, c] as const))('gets 401 unauthorized on %s, and nothing changes', async ([, c], { skip }) => {
+      if (!present(c)) return skip();
+      await expectRefused(c, undefined, 401, 'unauthorized', `anonymous ${c.route}`);
+    });
+
+    it.for(ROUTES.filter(isPublic).map((c) => [c.route, c] as const))('may call the public %s', async ([, c], { skip }) => {
+      if (!present(c)) return skip();
+      const response = await call(c, undefined);
+      expect(response.statusCode, response.body).toBe(c.success);
+    });
+  });
+
+  it('the 403s name the role needed, and the roles table is what the OpenAPI document says: bearerAuth on all but the public routes', async () => {
+    const response = await injectAs(ctx.app, tokens.viewer, { method: 'DELETE', url: '/projects/1' });
+    expect(problemOf(response).detail).toMatch(/admin/);
+    const document = (await ctx.app.inject({ url: '/apidocs/json' })).json<OpenAPIV3.Document>();
+    for (const c of ROUTES.filter(present)) {
+      const path = pathOf(c).replace(/:(\w+)/g, '{$1}');
+      const operation = document.paths[path]?.[methodOf(c).toLowerCase() as OpenAPIV3.HttpMethods];
+      expect(operation, c.route).toBeDefined();
+      expect(operation?.security ?? [], c.route).toEqual(isPublic(c) ? [] : [{ bearerAuth: [] }]);
+      if (c.least !== 'anyone' && c.least !== 'viewer') expect(Object.keys(operation?.responses ?? {}), c.route).toContain('403');
+    }
+  });
+});
