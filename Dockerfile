@@ -54,9 +54,10 @@ RUN mkdir -p /app/data && chown node:node /app/data
 USER node
 EXPOSE 5000
 
-# No curl in the slim image: Node's own fetch does the probe (/status is 200 when the database answers).
+# No curl in the slim image: Node's own fetch does the probe. /health/ready is 200 when the database answers,
+# the migrations are applied and the process is not shutting down (Kubernetes uses it and /health/live instead).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 5000) + '/status').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 5000) + '/health/ready').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 # Exec form, no shell in between: node itself receives SIGTERM from `docker stop` and shuts down
 # gracefully (close-with-grace: stops accepting connections, finishes in-flight requests, closes the DB).

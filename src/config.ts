@@ -49,6 +49,23 @@ export const EnvSchema = Type.Object({
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   /** Prefix of every rate-limit key in Redis, so several deployments (or test runs) can share one Redis. */
   RATE_LIMIT_NAMESPACE: Type.String({ minLength: 1, maxLength: 100, default: 'usine:rate-limit:' }),
+  /** Serve `GET /metrics` (Prometheus text, no authentication); `false` leaves the route out entirely. */
+  METRICS_ENABLED: Type.Boolean({ default: true }),
+  /** Load shedding (@fastify/under-pressure): 503 while the mean event loop delay exceeds this many ms; 0 = off. */
+  UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, default: 1000 }),
+  /** 503 while the V8 heap in use exceeds this many MiB; 0 (the default) = off. */
+  UNDER_PRESSURE_MAX_HEAP_USED_MB: Type.Integer({ minimum: 0, default: 0 }),
+  /** 503 while the resident set size exceeds this many MiB; 0 (the default) = off. */
+  UNDER_PRESSURE_MAX_RSS_MB: Type.Integer({ minimum: 0, default: 0 }),
+  /** How often the figures above are sampled, in ms. */
+  UNDER_PRESSURE_SAMPLE_INTERVAL_MS: Type.Integer({ minimum: 10, maximum: 60_000, default: 1000 }),
+  /** `Retry-After` (seconds) sent with a shed request's 503. */
+  UNDER_PRESSURE_RETRY_AFTER_S: Type.Integer({ minimum: 1, maximum: 3600, default: 5 }),
+  /**
+   * On SIGTERM, ms to keep serving while `/health/ready` already answers 503, before the listener closes, so load
+   * balancers stop routing here first. The whole shutdown must fit in 10 s.
+   */
+  SHUTDOWN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 8000, default: 0 }),
 });
 
 type Env = Static<typeof EnvSchema>;

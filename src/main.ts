@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import closeWithGrace from 'close-with-grace';
 import { config as loadDotenv } from 'dotenv';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -16,10 +17,19 @@ try {
 
 const server = await createServer(config);
 
+/**
+ * Graceful shutdown, bounded to 10 s (Kubernetes' terminationGracePeriodSeconds must be larger): readiness turns
+ * 503 at once, requests are still served for SHUTDOWN_DELAY_MS (so load balancers stop routing here), then the
+ * listener closes, in-flight requests finish (new ones on kept-alive connections get 503), onClose hooks close the
+ * database, and the process exits 0. Past 10 s, or on a second signal, close-with-grace exits 1.
+ */
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+  server.lifecycle.shuttingDown = true;
   if (err) server.log.error({ err }, 'shutting down after an error');
-  else server.log.info({ signal }, 'shutting down');
+  else server.log.info({ signal }, 'shutting down: not ready any more');
+  if (!err && config.SHUTDOWN_DELAY_MS > 0) await sleep(config.SHUTDOWN_DELAY_MS);
   await server.close();
+  server.log.info('closed: in-flight requests finished, database closed');
 });
 
 try {

@@ -48,6 +48,9 @@ const ROUTES: RouteCase[] = [
   // Public.
   { route: 'POST /login', least: 'anyone', success: 200, prepare: async () => ({ url: '/login', payload: { username: 'admin', password: 'admin123' } }) },
   { route: 'GET /status', least: 'anyone', success: 200, prepare: async () => ({ url: '/status' }) },
+  { route: 'GET /health/live', least: 'anyone', success: 200, prepare: async () => ({ url: '/health/live' }) },
+  { route: 'GET /health/ready', least: 'anyone', success: 200, prepare: async () => ({ url: '/health/ready' }) },
+  { route: 'GET /metrics', least: 'anyone', success: 200, prepare: async () => ({ url: '/metrics' }) },
   {
     route: 'POST /token/refresh',
     least: 'anyone',

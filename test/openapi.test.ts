@@ -19,7 +19,14 @@ const REQUIRED_OPERATIONS = [
 ];
 
 /** Operations anyone may call: everything else needs a bearer token. */
-const PUBLIC_OPERATIONS = new Set(['POST /login', 'POST /token/refresh', 'GET /status']);
+const PUBLIC_OPERATIONS = new Set([
+  'POST /login',
+  'POST /token/refresh',
+  'GET /status',
+  'GET /metrics',
+  'GET /health/live',
+  'GET /health/ready',
+]);
 
 /** Fastify `:id` → OpenAPI `{id}`. */
 const toOpenApiPath = (path: string) => path.replace(/:(\w+)/g, '{$1}');

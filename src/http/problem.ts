@@ -78,5 +78,7 @@ export function toProblem(error: FastifyError, request: FastifyRequest): Problem
 
 export function sendProblem(reply: FastifyReply, body: ProblemBody): FastifyReply {
   if (body.status === 503 || body.status === 429) reply.header('retry-after', reply.getHeader('retry-after') ?? '1');
-  return reply.code(body.status).type('application/problem+json').send(body);
+  // Serialized here, not by the route's response schema for that status: a route may document its own body for a
+  // status (GET /status's 503 is a degraded status body) that a problem from a hook (load shedding) does not match.
+  return reply.code(body.status).type('application/problem+json').serializer(JSON.stringify).send(body);
 }

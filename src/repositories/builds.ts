@@ -1,7 +1,7 @@
 import { and, count, desc, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { isForeignKeyViolation } from '../db/errors.js';
-import type { BuildStatusValue } from '../schemas/build.js';
+import { BUILD_STATUSES, type BuildStatusValue } from '../schemas/build.js';
 
 export interface NewBuild {
   project_id: number;
@@ -76,6 +76,14 @@ export function createBuildsRepository({ db, tables }: Database) {
         db.select({ total: count() }).from(builds).where(where),
       ]);
       return { items, total: totals[0]?.total ?? 0 };
+    },
+
+    /** How many builds are in each status, with every status present (zero included): one grouped query. */
+    async countByStatus(): Promise<Record<BuildStatusValue, number>> {
+      const rows = await db.select({ status: builds.status, total: count() }).from(builds).groupBy(builds.status);
+      const counts = Object.fromEntries(BUILD_STATUSES.map((status) => [status, 0])) as Record<BuildStatusValue, number>;
+      for (const row of rows) counts[row.status] = Number(row.total);
+      return counts;
     },
   };
 }

@@ -1,0 +1,135 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { BUILD_STATUSES, type BuildStatusValue } from '../../src/schemas/build.js';
+
+/** The route label of a request that matched no route: one series for every unknown path (bounded cardinality). */
+export const NOT_FOUND_ROUTE = 'not_found';
+
+/** Seconds; from 5 ms (a cached read) to 10 s (beyond the request timeout's useful range). */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export interface Metrics {
+  /** Every metric this app exposes (its own and the process ones): what `GET /metrics` serves. */
+  registry: Registry;
+  /** Build workers by state (`busy`, `idle`), for the build engine to set. */
+  buildWorkers: Gauge<'state'>;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Present only when METRICS_ENABLED is true. */
+    metrics?: Metrics;
+  }
+}
+
+let processRegistry: Registry | undefined;
+
+/**
+ * Process figures (`process_*`, `nodejs_*`: CPU, memory, handles, GC, event-loop lag) are the same for every app in
+ * the process, and collecting them starts process-wide monitors (an event-loop delay histogram, a GC observer) that
+ * never stop: they are registered once per process in a registry of their own, not once per app.
+ */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/**
+ * Prometheus metrics, kept in a registry per app instance (never prom-client's global one), so several apps in one
+ * process (tests) each count their own requests and never clash with "metric already registered":
+ *
+ * - `http_request_duration_seconds` (histogram) and `http_requests_total` (counter) by `method`, `route`,
+ *   `status_code`, observed when each response is sent. `route` is the route pattern (`/projects/:id`), never the raw
+ *   path, and `not_found` for requests that matched no route.
+ * - `usine_builds{status}` for every status (zeros included) and `usine_build_queue_depth`, read at scrape time from
+ *   one grouped query.
+ * - `usine_build_workers{state}`: 0 busy, 0 idle until a build engine sets them.
+ * - the default process metrics.
+ *
+ * With METRICS_ENABLED=false nothing is measured and routes/metrics registers no route.
+ */
+export default fp(
+  async (fastify: FastifyInstance) => {
+    if (!fastify.config.METRICS_ENABLED) return;
+
+    const registry = new Registry();
+    const labelNames = ['method', 'route', 'status_code'] as const;
+
+    const duration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Time to answer HTTP requests, in seconds, by method, route pattern (not_found: no route matched) and status code',
+      labelNames,
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    });
+    const requests = new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests answered, by method, route pattern (not_found: no route matched) and status code',
+      labelNames,
+      registers: [registry],
+    });
+
+    fastify.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+      const labels = {
+        method: request.method,
+        route: request.routeOptions.url ?? NOT_FOUND_ROUTE,
+        status_code: String(reply.statusCode),
+      };
+      duration.observe(labels, reply.elapsedTime / 1000);
+      requests.inc(labels);
+    });
+
+    // Both build gauges are read in the same scrape: they share one in-flight query.
+    let pending: Promise<Record<BuildStatusValue, number> | undefined> | undefined;
+    const buildCounts = () =>
+      (pending ??= fastify.buildsRepository
+        .countByStatus()
+        .catch((error: unknown) => {
+          fastify.log.warn({ err: error }, 'metrics: counting builds by status failed');
+          return undefined;
+        })
+        .finally(() => {
+          pending = undefined;
+        }));
+
+    new Gauge({
+      name: 'usine_builds',
+      help: 'Builds in the database, by status (queued, running, success, fail, canceled)',
+      labelNames: ['status'] as const,
+      registers: [registry],
+      async collect() {
+        const counts = await buildCounts();
+        // A failed query leaves no series rather than stale ones.
+        this.reset();
+        if (counts) for (const status of BUILD_STATUSES) this.set({ status }, counts[status]);
+      },
+    });
+    new Gauge({
+      name: 'usine_build_queue_depth',
+      help: 'Builds waiting to run (status queued)',
+      registers: [registry],
+      async collect() {
+        const counts = await buildCounts();
+        // A metric without labels always has a sample: NaN says "unknown" when the query failed.
+        this.set(counts ? counts.queued : NaN);
+      },
+    });
+    const buildWorkers = new Gauge({
+      name: 'usine_build_workers',
+      help:
+        'Build workers by state (busy, idle). No worker pool runs yet: builds are simulated when triggered, ' +
+        'so both are 0 until the asynchronous build engine sets them.',
+      labelNames: ['state'] as const,
+      registers: [registry],
+    });
+    buildWorkers.set({ state: 'busy' }, 0);
+    buildWorkers.set({ state: 'idle' }, 0);
+
+    fastify.decorate('metrics', { registry: Registry.merge([processMetrics(), registry]), buildWorkers });
+  },
+  { name: 'metrics' },
+);

@@ -1,0 +1,247 @@
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config.js';
+import { createServer } from '../../src/server.js';
+import { createScratchDatabase, injectAs, problemOf, testConfig, testDb, uniqueName, useTestApp, type ScratchDatabase } from '../helper.js';
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+interface Exposition {
+  samples: Sample[];
+  help: Map<string, string>;
+  type: Map<string, string>;
+}
+
+/** A small reader of the Prometheus text format (enough for prom-client's output). */
+function parseExposition(text: string): Exposition {
+  const samples: Sample[] = [];
+  const help = new Map<string, string>();
+  const type = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const meta = /^# (HELP|TYPE) (\S+) (.*)$/.exec(line);
+    if (meta) {
+      (meta[1] === 'HELP' ? help : type).set(meta[2] ?? '', meta[3] ?? '');
+      continue;
+    }
+    const match = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)(?: \d+)?$/.exec(line);
+    if (!match) throw new Error(`not a sample line: ${JSON.stringify(line)}`);
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1] ?? ''] = pair[2] ?? '';
+    const raw = match[3] ?? '';
+    samples.push({ name: match[1] ?? '', labels, value: raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw) });
+  }
+  return { samples, help, type };
+}
+
+const select = (exposition: Exposition, name: string, labels: Record<string, string> = {}) =>
+  exposition.samples.filter((s) => s.name === name && Object.entries(labels).every(([key, value]) => s.labels[key] === value));
+
+const valueOf = (exposition: Exposition, name: string, labels: Record<string, string> = {}) => {
+  const found = select(exposition, name, labels);
+  expect(found, `${name} ${JSON.stringify(labels)}`).toHaveLength(1);
+  return found[0]?.value ?? NaN;
+};
+
+async function scrape(app: FastifyInstance): Promise<Exposition> {
+  const response = await app.inject({ method: 'GET', url: '/metrics' });
+  expect(response.statusCode, response.body).toBe(200);
+  return parseExposition(response.body);
+}
+
+const STATUSES = ['queued', 'running', 'success', 'fail', 'canceled'];
+
+describe(`GET /metrics (${testDb})`, () => {
+  const ctx = useTestApp();
+
+  it('answers 200 in the Prometheus text format, without a token and outside the rate limit', async () => {
+    const response = await ctx.app.inject({ method: 'GET', url: '/metrics' });
+    expect(response.statusCode, response.body).toBe(200);
+    expect(response.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
+    expect(response.headers['ratelimit-limit']).toBeUndefined();
+    // Parses line by line, and is not a JSON-quoted string.
+    expect(response.body.startsWith('"')).toBe(false);
+    const exposition = parseExposition(response.body);
+    expect(exposition.samples.length).toBeGreaterThan(0);
+    expect(exposition.type.get('http_request_duration_seconds')).toBe('histogram');
+    expect(exposition.type.get('http_requests_total')).toBe('counter');
+    expect(exposition.type.get('usine_builds')).toBe('gauge');
+  });
+
+  it('measures requests by route pattern and status; unknown paths share the not_found label', async () => {
+    const listed = await injectAs(ctx.app, ctx.adminToken, { method: 'GET', url: '/projects' });
+    expect(listed.statusCode).toBe(200);
+    const missing = await ctx.app.inject({ method: 'GET', url: '/no/such/path-4242' });
+    expect(missing.statusCode).toBe(404);
+    const unknownProject = await injectAs(ctx.app, ctx.adminToken, { method: 'GET', url: '/projects/987654' });
+    expect(unknownProject.statusCode).toBe(404);
+
+    const exposition = await scrape(ctx.app);
+    const projects = { method: 'GET', route: '/projects', status_code: '200' };
+    const buckets = select(exposition, 'http_request_duration_seconds_bucket', projects);
+    expect(buckets.length).toBeGreaterThan(5);
+    const counts = buckets.map((b) => b.value);
+    expect(counts).toEqual([...counts].sort((a, b) => a - b)); // cumulative
+    expect(valueOf(exposition, 'http_request_duration_seconds_bucket', { ...projects, le: '+Inf' })).toBe(1);
+    expect(valueOf(exposition, 'http_request_duration_seconds_count', projects)).toBe(1);
+    expect(valueOf(exposition, 'http_request_duration_seconds_sum', projects)).toBeGreaterThan(0);
+    expect(valueOf(exposition, 'http_requests_total', projects)).toBe(1);
+
+    const notFound = { method: 'GET', route: 'not_found', status_code: '404' };
+    expect(valueOf(exposition, 'http_request_duration_seconds_count', notFound)).toBe(1);
+    expect(valueOf(exposition, 'http_requests_total', notFound)).toBe(1);
+    // A 404 from a route that exists keeps that route's pattern; no raw path or id becomes a label.
+    expect(valueOf(exposition, 'http_requests_total', { method: 'GET', route: '/projects/:id', status_code: '404' })).toBe(1);
+    const routes = new Set(exposition.samples.map((s) => s.labels.route).filter((r) => r !== undefined));
+    for (const route of routes) expect(route === 'not_found' || (route.startsWith('/') && !/\d/.test(route)), route).toBe(true);
+
+    // The scrape itself is measured by the next one.
+    const next = await scrape(ctx.app);
+    expect(valueOf(next, 'http_requests_total', { method: 'GET', route: '/metrics', status_code: '200' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('counts builds by status, every status present, from one grouped query per scrape', async () => {
+    const before = await scrape(ctx.app);
+    for (const status of STATUSES) valueOf(before, 'usine_builds', { status });
+    const finishedBefore = valueOf(before, 'usine_builds', { status: 'success' }) + valueOf(before, 'usine_builds', { status: 'fail' });
+
+    const project = await injectAs(ctx.app, ctx.adminToken, {
+      method: 'POST',
+      url: '/projects',
+      payload: { name: uniqueName('Metrics'), repo: 'https://github.com/demo/repo' },
+    });
+    expect(project.statusCode, project.body).toBe(201);
+    const projectId = project.json<{ id: number }>().id;
+    const triggered = 7;
+    for (let i = 0; i < triggered; i++) {
+      const response = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${projectId}/build` });
+      expect(response.statusCode, response.body).toBe(201);
+    }
+
+    const spy = vi.spyOn(ctx.app.buildsRepository, 'countByStatus');
+    try {
+      const after = await scrape(ctx.app);
+      expect(spy).toHaveBeenCalledTimes(1);
+      const finished = valueOf(after, 'usine_builds', { status: 'success' }) + valueOf(after, 'usine_builds', { status: 'fail' });
+      expect(finished - finishedBefore).toBe(triggered);
+      expect(select(after, 'usine_builds').map((s) => s.labels.status).sort()).toEqual([...STATUSES].sort());
+      for (const status of ['queued', 'running', 'canceled']) expect(valueOf(after, 'usine_builds', { status })).toBe(0);
+      expect(valueOf(after, 'usine_build_queue_depth')).toBe(valueOf(after, 'usine_builds', { status: 'queued' }));
+
+      // Counted by the database, not by this process: the repository says the same.
+      const counts = await ctx.app.buildsRepository.countByStatus();
+      for (const status of STATUSES) expect(valueOf(after, 'usine_builds', { status }), status).toBe(counts[status as keyof typeof counts]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('reports 0 busy and 0 idle build workers, and says why', async () => {
+    const exposition = await scrape(ctx.app);
+    expect(valueOf(exposition, 'usine_build_workers', { state: 'busy' })).toBe(0);
+    expect(valueOf(exposition, 'usine_build_workers', { state: 'idle' })).toBe(0);
+    expect(exposition.help.get('usine_build_workers')).toMatch(/no worker pool/i);
+    expect(exposition.type.get('usine_build_queue_depth')).toBe('gauge');
+  });
+
+  it('includes the default process and event-loop figures under their standard names', async () => {
+    const exposition = await scrape(ctx.app);
+    for (const name of [
+      'process_cpu_user_seconds_total',
+      'process_start_time_seconds',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_eventloop_lag_p99_seconds',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_active_handles_total',
+    ]) {
+      expect(select(exposition, name).length, name).toBeGreaterThan(0);
+    }
+    expect(valueOf(exposition, 'process_start_time_seconds')).toBeGreaterThan(1_600_000_000);
+  });
+
+  it('still answers when the database does not: the build series are left out (queue depth NaN) rather than stale', async () => {
+    const spy = vi.spyOn(ctx.app.buildsRepository, 'countByStatus').mockRejectedValue(new Error('database down'));
+    try {
+      const exposition = await scrape(ctx.app);
+      expect(select(exposition, 'usine_builds')).toEqual([]);
+      expect(valueOf(exposition, 'usine_build_queue_depth')).toBeNaN();
+      expect(select(exposition, 'http_requests_total').length).toBeGreaterThan(0);
+    } finally {
+      spy.mockRestore();
+    }
+    const back = await scrape(ctx.app);
+    expect(select(back, 'usine_builds')).toHaveLength(STATUSES.length);
+    expect(valueOf(back, 'usine_build_queue_depth')).toBe(0);
+  });
+
+  it('is documented as public text/plain under the monitoring tag', async () => {
+    const document = (await ctx.app.inject({ method: 'GET', url: '/apidocs/json' })).json<{
+      paths: Record<string, Record<string, { tags?: string[]; security?: unknown[]; responses: Record<string, { content?: Record<string, { schema?: { type?: string }; example?: unknown }> }> }>>;
+    }>();
+    const operation = document.paths['/metrics']?.get;
+    expect(operation?.tags).toEqual(['monitoring']);
+    expect(operation?.security ?? []).toEqual([]);
+    const media = operation?.responses['200']?.content?.['text/plain'];
+    expect(media?.schema?.type).toBe('string');
+    expect(media?.example).toEqual(expect.stringContaining('usine_builds{status="success"}'));
+  });
+});
+
+describe(`GET /metrics with METRICS_ENABLED=false (${testDb})`, () => {
+  const ctx = useTestApp({ METRICS_ENABLED: 'false' });
+
+  it('is not served (404 problem) and not documented, and nothing is measured', async () => {
+    const response = await ctx.app.inject({ method: 'GET', url: '/metrics' });
+    expect(response.statusCode).toBe(404);
+    expect(problemOf(response).error).toBe('not_found');
+    expect(ctx.app.hasRoute({ method: 'GET', url: '/metrics' })).toBe(false);
+    expect(ctx.app.metrics).toBeUndefined();
+    const document = (await ctx.app.inject({ method: 'GET', url: '/apidocs/json' })).json<{ paths: Record<string, unknown> }>();
+    expect(Object.keys(document.paths)).not.toContain('/metrics');
+  });
+});
+
+describe(`METRICS_ENABLED setting`, () => {
+  it('defaults to true, reads true/false, and names the variable when it is neither', () => {
+    expect(loadConfig({}).METRICS_ENABLED).toBe(true);
+    expect(loadConfig({ METRICS_ENABLED: 'false' }).METRICS_ENABLED).toBe(false);
+    expect(loadConfig({ METRICS_ENABLED: 'true' }).METRICS_ENABLED).toBe(true);
+    expect(() => loadConfig({ METRICS_ENABLED: 'sometimes' })).toThrow(ConfigError);
+    expect(() => loadConfig({ METRICS_ENABLED: 'sometimes' })).toThrow(/METRICS_ENABLED/);
+  });
+});
+
+describe(`two apps in one process (${testDb})`, () => {
+  const apps: FastifyInstance[] = [];
+  const scratches: ScratchDatabase[] = [];
+
+  beforeAll(async () => {
+    for (let i = 0; i < 2; i++) {
+      const scratch = await createScratchDatabase();
+      scratches.push(scratch);
+      const app = await createServer(testConfig(scratch.url), { logger: false });
+      await app.ready();
+      apps.push(app);
+    }
+  });
+
+  afterAll(async () => {
+    for (const app of apps) await app.close();
+    for (const scratch of scratches) await scratch.drop();
+  });
+
+  it('each serves its own metrics, without clashing', async () => {
+    const [first, second] = apps as [FastifyInstance, FastifyInstance];
+    for (let i = 0; i < 3; i++) expect((await first.inject({ method: 'GET', url: '/status' })).statusCode).toBe(200);
+    expect((await second.inject({ method: 'GET', url: '/status' })).statusCode).toBe(200);
+
+    const status = { method: 'GET', route: '/status', status_code: '200' };
+    expect(valueOf(await scrape(first), 'http_requests_total', status)).toBe(3);
+    expect(valueOf(await scrape(second), 'http_requests_total', status)).toBe(1);
+    expect(first.metrics?.registry).not.toBe(second.metrics?.registry);
+  });
+});
