@@ -64,12 +64,6 @@ export function createUsersRepository({ db, tables, dialect }: Database) {
 
   return {
     /** The full row, password hash included: for authentication only, never for a response. */
-    async findById(id: number) {
-      const rows = await db.select().from(users).where(eq(users.id, id));
-      return rows[0];
-    },
-
-    /** The full row, password hash included: for authentication only, never for a response. */
     async findByUsername(username: string) {
       const rows = await db.select().from(users).where(eq(users.username, username));
       return rows[0];
