@@ -6,6 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import usineApp from './app.js';
 import type { Config } from './config.js';
 import { scrubLogObject, serializeError, serializeRequest } from './http/log-redaction.js';
+import { sendProblem, toProblem } from './http/problem.js';
 import { createValidatorCompiler } from './http/validators.js';
 
 /** TRUST_PROXY as Fastify's `trustProxy`: false, true, a hop count or a list of addresses/CIDRs. */
@@ -54,6 +55,11 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     keepAliveTimeout: 72_000,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200 },
+    // Malformed percent-encoding and over-long path segments are refused by the router itself: as problems too.
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id);
+      sendProblem(reply, toProblem(error, request));
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   fastify.setValidatorCompiler(createValidatorCompiler());

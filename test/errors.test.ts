@@ -44,6 +44,19 @@ describe(`errors (${testDb})`, () => {
     expect(Object.keys(body).sort()).toEqual(['detail', 'error', 'instance', 'status', 'title', 'type']);
   });
 
+  it('answers a malformed percent-encoding in the path with a 400 problem, request id included', async () => {
+    const response = await injectAs(ctx.app, ctx.adminToken, { url: '/projects/%E0%A4%A', headers: { 'x-request-id': 'bad-url-1' } });
+    expectProblem(response, 400, 'validation_error');
+    expect(problemOf(response).detail).toContain('percent-encoding');
+    expect(response.headers['x-request-id']).toBe('bad-url-1');
+  });
+
+  it('answers a path segment over 200 characters with a 414 problem', async () => {
+    const response = await injectAs(ctx.app, ctx.adminToken, { url: `/builds/1/artifacts/${'a'.repeat(201)}` });
+    expectProblem(response, 414, 'validation_error');
+    expect(problemOf(response).detail).toContain('200 characters');
+  });
+
   it('answers an unknown method on a known path with a 404 problem too', async () => {
     expectProblem(await ctx.app.inject({ method: 'DELETE', url: '/status' }), 404, 'not_found');
   });

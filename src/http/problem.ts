@@ -22,6 +22,8 @@ const FASTIFY_DETAILS: Record<string, string> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'The body must be sent as application/json',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'Content-Length does not match the body',
   FST_ERR_CTP_BODY_TOO_LARGE: 'The body is larger than the limit this server accepts',
+  FST_ERR_BAD_URL: 'The URL is malformed (invalid percent-encoding)',
+  FST_ERR_MAX_PARAM_LENGTH: 'A path segment is longer than the 200 characters this server accepts',
 };
 
 export function problem(status: number, error: ErrorCode, detail: string, instance?: string): ProblemBody {
