@@ -25,6 +25,24 @@ export const EnvSchema = Type.Object({
   ADMIN_USERNAME: Type.String({ minLength: 1, maxLength: 64, default: 'admin' }),
   ADMIN_PASSWORD: Type.String({ minLength: 1, default: DEFAULT_ADMIN_PASSWORD }),
   BUILD_FAIL_RATE: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
+  /** Build workers in this process; 0 runs none (an API-only replica: builds wait for another process). */
+  BUILD_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 64, default: 4 }),
+  /** Wall time per simulated second: 1 = real time, 0.1 = ten times faster, 0 = instant (the seed's behaviour). */
+  BUILD_TIME_SCALE: Type.Number({ minimum: 0, maximum: 100, default: 1 }),
+  /** Any text: runs become reproducible (the same project and build number draw the same duration and outcome). */
+  BUILD_SEED: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  /** Seconds a worker's claim on a running build lasts without renewal; past it another process takes the build over. */
+  BUILD_LEASE_S: Type.Number({ minimum: 1, maximum: 3600, default: 30 }),
+  /** Claims of one build (first run plus take-overs after lost leases) before it is failed instead. */
+  BUILD_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 3 }),
+  /** Queued builds one project may have; a trigger beyond answers 429. */
+  BUILD_QUEUE_LIMIT: Type.Integer({ minimum: 1, maximum: 100_000, default: 100 }),
+  /** On shutdown, seconds running builds get to finish before they are handed back to the queue. */
+  BUILD_DRAIN_S: Type.Number({ minimum: 0, maximum: 8, default: 5 }),
+  /** How long an Idempotency-Key on a trigger is remembered, in seconds (24 h). */
+  IDEMPOTENCY_TTL_S: Type.Integer({ minimum: 1, maximum: 7 * 86_400, default: 86_400 }),
+  /** Seconds between keep-alive comments on a live log stream. */
+  SSE_KEEPALIVE_S: Type.Number({ minimum: 0.05, maximum: 300, default: 15 }),
   LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info' }),
   BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 1024 * 1024 }),
   /**
@@ -135,8 +153,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   const { DATABASE_URL, DB_URL, ...rest } = env;
   const config: Config = { ...rest, database: parseDatabaseUrl(DATABASE_URL ?? DB_URL ?? DEFAULT_DATABASE_URL) };
+  assertShutdownFits(config);
   assertProductionSafe(config);
   return config;
+}
+
+/** The not-ready delay and the build drain both happen inside main.ts's 10 s shutdown, with a second to close. */
+function assertShutdownFits(config: Config): void {
+  if (config.SHUTDOWN_DELAY_MS + config.BUILD_DRAIN_S * 1000 > 9000) {
+    throw new ConfigError(
+      `SHUTDOWN_DELAY_MS (${config.SHUTDOWN_DELAY_MS} ms) + BUILD_DRAIN_S (${config.BUILD_DRAIN_S} s) must not exceed 9 s: shutdown is bounded to 10 s`,
+    );
+  }
 }
 
 function assertProductionSafe(config: Config): void {

@@ -7,8 +7,8 @@
 import { is, Table } from 'drizzle-orm';
 import type { HTTPMethods, LightMyRequestResponse } from 'fastify';
 import type { OpenAPIV3 } from 'openapi-types';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { injectAs, login, problemOf, testDb, uniqueName, useTestApp } from './helper.js';
+import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { injectAs, login, problemOf, testDb, uniqueName, useTestApp, waitForBuild } from './helper.js';
 
 type Role = 'viewer' | 'maintainer' | 'admin';
 type Least = 'anyone' | Role;
@@ -23,7 +23,12 @@ interface PreparedRequest {
 
 interface Fixtures {
   project(): Promise<number>;
+  /** A build the workers have run to the end (a success: this file runs with BUILD_FAIL_RATE=0). */
   build(): Promise<number>;
+  /** A build kept queued (the workers claim nothing until the test ends), so that it can be canceled. */
+  queuedBuild(): Promise<number>;
+  /** The artifact of a successful build. */
+  artifact(): Promise<{ build: number; name: string }>;
   user(): Promise<number>;
   refreshToken(): Promise<string>;
 }
@@ -66,6 +71,27 @@ const ROUTES: RouteCase[] = [
   { route: 'GET /projects/:id', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}` }) },
   { route: 'GET /projects/:id/builds', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}/builds` }) },
   { route: 'GET /builds/:id', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/builds/${await f.build()}` }) },
+  {
+    route: 'GET /builds/:id/logs',
+    least: 'viewer',
+    success: 200,
+    prepare: async (f) => ({ url: `/builds/${await f.build()}/logs` }),
+  },
+  {
+    route: 'GET /builds/:id/artifacts',
+    least: 'viewer',
+    success: 200,
+    prepare: async (f) => ({ url: `/builds/${await f.build()}/artifacts` }),
+  },
+  {
+    route: 'GET /builds/:id/artifacts/:name',
+    least: 'viewer',
+    success: 200,
+    prepare: async (f) => {
+      const { build, name } = await f.artifact();
+      return { url: `/builds/${build}/artifacts/${encodeURIComponent(name)}` };
+    },
+  },
   // Maintainers create and update projects and trigger builds.
   { route: 'POST /projects', least: 'maintainer', success: 201, prepare: async () => ({ url: '/projects', payload: newProjectBody() }) },
   {
@@ -81,6 +107,9 @@ const ROUTES: RouteCase[] = [
     success: 201,
     prepare: async (f) => ({ url: `/projects/${await f.project()}/builds`, payload: { branch: 'main' } }),
   },
+  // Maintainers also cancel and retry builds.
+  { route: 'POST /builds/:id/cancel', least: 'maintainer', success: 200, prepare: async (f) => ({ url: `/builds/${await f.queuedBuild()}/cancel` }) },
+  { route: 'POST /builds/:id/retry', least: 'maintainer', success: 201, prepare: async (f) => ({ url: `/builds/${await f.build()}/retry` }) },
   // Admins delete projects and manage users.
   { route: 'DELETE /projects/:id', least: 'admin', success: 204, prepare: async (f) => ({ url: `/projects/${await f.project()}` }) },
   { route: 'GET /users', least: 'admin', success: 200, prepare: async () => ({ url: '/users' }) },
@@ -107,7 +136,11 @@ function expectProblem(response: LightMyRequestResponse, status: number, error: 
 }
 
 describe(`function-level authorization, every route (${testDb})`, () => {
-  const ctx = useTestApp();
+  // Every build succeeds, so that a finished build always has an artifact to download.
+  const ctx = useTestApp({ BUILD_FAIL_RATE: '0' });
+  /** While true, the workers claim nothing: builds triggered meanwhile stay queued. Released after each test. */
+  let holdQueue = false;
+  const held: number[] = [];
   const tokens = {} as Record<Role, string>;
   const credentials = {} as Record<Role, { username: string; password: string }>;
 
@@ -118,7 +151,26 @@ describe(`function-level authorization, every route (${testDb})`, () => {
   };
   const fixtures: Fixtures = {
     project: async () => created(await admin('POST', '/projects', newProjectBody())),
-    build: async () => created(await admin('POST', `/projects/${await fixtures.project()}/builds`)),
+    build: async () => {
+      const id = await created(await admin('POST', `/projects/${await fixtures.project()}/builds`));
+      const build = await waitForBuild(ctx.app, ctx.adminToken, id);
+      expect(build.status).toBe('success');
+      return id;
+    },
+    queuedBuild: async () => {
+      holdQueue = true;
+      const id = await created(await admin('POST', `/projects/${await fixtures.project()}/builds`));
+      held.push(id);
+      return id;
+    },
+    artifact: async () => {
+      const build = await fixtures.build();
+      const response = await admin('GET', `/builds/${build}/artifacts`);
+      expect(response.statusCode, response.body).toBe(200);
+      const name = response.json<{ items: { name: string }[] }>().items[0]?.name;
+      expect(name, `build ${build} has an artifact`).toBeTypeOf('string');
+      return { build, name: name ?? '' };
+    },
     user: async () => created(await admin('POST', '/users', { username: uniqueName('target'), password: PASSWORD })),
     refreshToken: async () => {
       const response = await ctx.app.inject({ method: 'POST', url: '/login', payload: credentials.viewer });
@@ -127,6 +179,20 @@ describe(`function-level authorization, every route (${testDb})`, () => {
       return token ?? '';
     },
   };
+
+  /**
+   * Waits until no build is running and none is queued but the held ones: builds triggered by earlier calls run in
+   * the background, and a snapshot taken meanwhile would see them move.
+   */
+  async function settleBuilds() {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const { queued, running } = await ctx.app.buildsRepository.countActive();
+      if (running === 0 && queued === (holdQueue ? held.length : 0)) return;
+      if (Date.now() > deadline) throw new Error(`builds still active: ${queued} queued, ${running} running`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
 
   /** Every row of every table, to prove a refused call wrote nothing. */
   async function snapshot() {
@@ -151,6 +217,7 @@ describe(`function-level authorization, every route (${testDb})`, () => {
   /** Prepares the call, snapshots the database, calls as `token`, and checks the answer and that nothing changed. */
   async function expectRefused(c: RouteCase, token: string | undefined, status: number, error: string, label: string) {
     const { url, payload } = await c.prepare(fixtures);
+    await settleBuilds();
     const before = await snapshot();
     const options = { method: methodOf(c), url, ...(payload === undefined ? {} : { payload }) };
     const response = token === undefined ? await ctx.app.inject(options) : await injectAs(ctx.app, token, options);
@@ -159,6 +226,10 @@ describe(`function-level authorization, every route (${testDb})`, () => {
   }
 
   beforeAll(async () => {
+    const claimNext = ctx.app.buildsRepository.claimNext;
+    vi.spyOn(ctx.app.buildsRepository, 'claimNext').mockImplementation((owner, leaseMs) =>
+      holdQueue ? Promise.resolve(undefined) : claimNext(owner, leaseMs),
+    );
     tokens.admin = ctx.adminToken;
     credentials.admin = { username: ctx.config.ADMIN_USERNAME, password: ctx.config.ADMIN_PASSWORD };
     for (const role of ['maintainer', 'viewer'] as const) {
@@ -167,6 +238,21 @@ describe(`function-level authorization, every route (${testDb})`, () => {
       credentials[role] = { username, password: PASSWORD };
       tokens[role] = await login(ctx.app, username, PASSWORD);
     }
+  });
+
+  afterEach(async () => {
+    // Held builds a test left queued are canceled (terminal: they never run), then the workers claim again.
+    for (const id of held.splice(0)) {
+      const response = await admin('POST', `/builds/${id}/cancel`);
+      expect([200, 409], response.body).toContain(response.statusCode);
+    }
+    holdQueue = false;
+  });
+
+  it('keeps a held build queued until the test ends, so that cancel has something to cancel', async () => {
+    const id = await fixtures.queuedBuild();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect((await admin('GET', `/builds/${id}`)).json<{ status: string }>().status).toBe('queued');
   });
 
   it('the table covers exactly the routes the app serves (HEAD and /apidocs aside)', async () => {

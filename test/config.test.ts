@@ -146,6 +146,44 @@ describe('invalid values', () => {
     expect(configErrorOf(() => loadConfig({ NODE_ENV: 'staging' }))).toContain('NODE_ENV');
   });
 
+  it('has the build engine defaults', () => {
+    expect(loadConfig({})).toMatchObject({
+      BUILD_CONCURRENCY: 4,
+      BUILD_TIME_SCALE: 1,
+      BUILD_LEASE_S: 30,
+      BUILD_MAX_ATTEMPTS: 3,
+      BUILD_QUEUE_LIMIT: 100,
+      BUILD_DRAIN_S: 5,
+      IDEMPOTENCY_TTL_S: 86_400,
+      SSE_KEEPALIVE_S: 15,
+    });
+    expect(loadConfig({}).BUILD_SEED).toBeUndefined();
+    expect(loadConfig({ BUILD_TIME_SCALE: '0', BUILD_CONCURRENCY: '0', BUILD_SEED: 'demo' })).toMatchObject({
+      BUILD_TIME_SCALE: 0,
+      BUILD_CONCURRENCY: 0,
+      BUILD_SEED: 'demo',
+    });
+  });
+
+  it.each([
+    ['BUILD_CONCURRENCY', '-1'],
+    ['BUILD_CONCURRENCY', '2.5'],
+    ['BUILD_TIME_SCALE', '-0.5'],
+    ['BUILD_LEASE_S', '0'],
+    ['BUILD_QUEUE_LIMIT', '0'],
+    ['BUILD_DRAIN_S', '9'],
+    ['SSE_KEEPALIVE_S', '0'],
+  ])('%s=%s is refused, naming it', (name, value) => {
+    expect(configErrorOf(() => loadConfig({ [name]: value }))).toContain(name);
+  });
+
+  it('refuses a SHUTDOWN_DELAY_MS and BUILD_DRAIN_S that do not fit in the 10 s shutdown together', () => {
+    const message = configErrorOf(() => loadConfig({ SHUTDOWN_DELAY_MS: '5000', BUILD_DRAIN_S: '5' }));
+    expect(message).toContain('SHUTDOWN_DELAY_MS');
+    expect(message).toContain('BUILD_DRAIN_S');
+    expect(loadConfig({ SHUTDOWN_DELAY_MS: '4000', BUILD_DRAIN_S: '5' }).BUILD_DRAIN_S).toBe(5);
+  });
+
   it('names every bad variable at once', () => {
     const message = configErrorOf(() => loadConfig({ PORT: 'abc', LOG_LEVEL: 'loud', BUILD_FAIL_RATE: '2' }));
     expect(message).toMatch(/\bPORT\b/);

@@ -44,8 +44,11 @@ export const UNTHROTTLED: Record<string, string> = {
   RATE_LIMIT_LOGIN_USER_MAX: '100000',
 };
 
+/** Builds run instantly unless a test asks for time (BUILD_TIME_SCALE), so files that trigger builds stay fast. */
+export const INSTANT_BUILDS: Record<string, string> = { BUILD_TIME_SCALE: '0' };
+
 export function testConfig(databaseUrl: string, env: Record<string, string> = {}): Config {
-  return loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, ...UNTHROTTLED, ...env });
+  return loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: databaseUrl, ...UNTHROTTLED, ...INSTANT_BUILDS, ...env });
 }
 
 export interface TestContext {
@@ -96,4 +99,27 @@ export const uniqueName = (prefix = 'proj') => `${prefix}-${randomBytes(5).toStr
 /** Asserts nothing itself: returns the parsed problem body for expect() calls. */
 export function problemOf(response: LightMyRequestResponse) {
   return response.json() as { type: string; title: string; status: number; detail: string; error: string; instance?: string; errors?: { path: string; message: string }[] };
+}
+
+export const TERMINAL_STATUSES = ['success', 'fail', 'canceled'];
+
+/**
+ * Polls `GET /builds/:id` until the build reaches a terminal status (or `until` says so) and returns it; throws
+ * after `timeoutMs` with the last state seen.
+ */
+export async function waitForBuild<T extends { status: string } = { id: number; status: string; logs: string; [key: string]: unknown }>(
+  app: FastifyInstance,
+  token: string,
+  id: number,
+  { timeoutMs = 15_000, until = (build: T) => TERMINAL_STATUSES.includes(build.status) } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const response = await injectAs(app, token, { method: 'GET', url: `/builds/${id}` });
+    if (response.statusCode !== 200) throw new Error(`GET /builds/${id}: ${response.statusCode} ${response.body}`);
+    const build = response.json<T>();
+    if (until(build)) return build;
+    if (Date.now() > deadline) throw new Error(`build ${id} still ${build.status} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }

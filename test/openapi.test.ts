@@ -15,6 +15,11 @@ const REQUIRED_OPERATIONS = [
   'POST /projects/{id}/builds',
   'GET /projects/{id}/builds',
   'GET /builds/{id}',
+  'POST /builds/{id}/cancel',
+  'POST /builds/{id}/retry',
+  'GET /builds/{id}/logs',
+  'GET /builds/{id}/artifacts',
+  'GET /builds/{id}/artifacts/{name}',
   'GET /status',
 ];
 
@@ -195,6 +200,28 @@ describe(`OpenAPI document (${testDb})`, () => {
     expect(Object.keys(build.properties ?? {})).toEqual(
       expect.arrayContaining(['id', 'project_id', 'status', 'duration_s', 'logs', 'created_at']),
     );
+    // And the build engine's: a queued build has no start, end or duration yet.
+    expect(Object.keys(build.properties ?? {})).toEqual(expect.arrayContaining(['number', 'retry_of', 'started_at', 'finished_at']));
+    const status = build.properties?.status as OpenAPIV3.SchemaObject;
+    const statuses = (status.anyOf ?? status.oneOf ?? []).map((s) => (s as OpenAPIV3.SchemaObject & { const?: string }).const ?? (s as OpenAPIV3.SchemaObject).enum?.[0]);
+    expect([...(status.enum ?? []), ...statuses].sort()).toEqual(['canceled', 'fail', 'queued', 'running', 'success']);
+    for (const field of ['duration_s', 'started_at', 'finished_at']) {
+      expect(JSON.stringify(build.properties?.[field]), `Build.${field} is nullable`).toMatch(/"null"|"nullable":true/);
+    }
+  });
+
+  it('documents the queued build answer of the triggers and the build queue figures of /status', () => {
+    for (const op of ['POST /projects/{id}/build', 'POST /projects/{id}/builds', 'POST /builds/{id}/retry']) {
+      const created = operations.get(op)?.responses['201'] as OpenAPIV3.ResponseObject | undefined;
+      expect(created, `${op} answers 201`).toBeDefined();
+      expect(JSON.stringify(created?.content?.['application/json']?.schema), op).toContain('#/components/schemas/Build');
+      expect(created?.headers?.location, `${op} documents Location`).toBeDefined();
+    }
+    const cancel = operations.get('POST /builds/{id}/cancel')?.responses;
+    expect(Object.keys(cancel ?? {})).toEqual(expect.arrayContaining(['200', '404', '409']));
+    const status = (operations.get('GET /status')?.responses['200'] as OpenAPIV3.ResponseObject | undefined)?.content?.['application/json']
+      ?.schema as OpenAPIV3.SchemaObject | undefined;
+    expect(Object.keys(status?.properties ?? {})).toEqual(expect.arrayContaining(['status', 'version', 'uptime_s', 'db', 'time', 'queue', 'workers']));
   });
 
   it('gives request body examples for POST /login and POST /projects (the seed curl bodies)', () => {

@@ -122,7 +122,32 @@ function useListeningServer() {
 }
 
 type Project = { id: number; name: string; repo: string; last_build_status: string | null };
-type Build = { id: number; project_id: number; status: string; duration_s: number; logs: string };
+type Build = {
+  id: number;
+  project_id: number;
+  number: number;
+  status: string;
+  duration_s: number | null;
+  logs: string;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+};
+
+const TERMINAL = ['success', 'fail', 'canceled'];
+
+/** Polls `GET /builds/:id` (a route the seed does not have) until the build has run, as a client following it would. */
+async function pollUntilFinished(baseUrl: string, token: string, id: number): Promise<Build> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const response = await fetch(`${baseUrl}/builds/${id}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(response.status).toBe(200);
+    const build = (await response.json()) as Build;
+    if (TERMINAL.includes(build.status)) return build;
+    if (Date.now() > deadline) throw new Error(`build ${id} still ${build.status} after 15 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 type Page<T> = { items: T[]; page: number; per_page: number; total: number };
 
 describe(`the seed's curl walkthrough through curl on a listening server (${testDb})`, () => {
@@ -156,21 +181,29 @@ describe(`the seed's curl walkthrough through curl on a listening server (${test
     const build = await curl(SEED_COMMANDS.build, server.baseUrl, access_token);
     expect(build.status, build.body).toBe(201);
     const built = build.json() as Build;
-    expect(built).toMatchObject({ project_id: 1 });
-    expect(['success', 'fail']).toContain(built.status);
-    expect(built.duration_s).toBeGreaterThanOrEqual(2);
-    expect(built.duration_s).toBeLessThanOrEqual(10);
+    // The seed's fields are all there; the build is queued and a worker runs it.
+    for (const field of ['id', 'project_id', 'status', 'duration_s', 'logs', 'created_at']) expect(built).toHaveProperty(field);
+    expect(built).toMatchObject({ project_id: 1, number: 1, status: 'queued', duration_s: null, logs: '' });
+
+    const finished = await pollUntilFinished(server.baseUrl, access_token, built.id);
+    expect(['success', 'fail']).toContain(finished.status);
+    expect(finished.duration_s).toBeGreaterThanOrEqual(2);
+    expect(finished.duration_s).toBeLessThanOrEqual(10);
+    expect(finished.logs).toContain(`Build finished: ${finished.status} in ${finished.duration_s} s`);
 
     const builds = await curl(SEED_COMMANDS.listBuilds, server.baseUrl, access_token);
     expect(builds.status, builds.body).toBe(200);
     const page = builds.json() as Page<Build>;
     expect(page.total).toBe(1);
     expect(page.items).toHaveLength(1);
-    expect(page.items[0]).toMatchObject({ id: built.id, project_id: 1, status: built.status });
+    expect(page.items[0]).toMatchObject({ id: built.id, project_id: 1, status: finished.status, duration_s: finished.duration_s });
+
+    const project = await fetch(`${server.baseUrl}/projects/1`, { headers: { authorization: `Bearer ${access_token}` } });
+    expect(((await project.json()) as Project).last_build_status).toBe(finished.status);
 
     const status = await curl(SEED_COMMANDS.status, server.baseUrl);
     expect(status.status, status.body).toBe(200);
-    expect(status.json()).toMatchObject({ status: 'ok', db: 'ok', db_dialect: testDb });
+    expect(status.json()).toMatchObject({ status: 'ok', db: 'ok', db_dialect: testDb, queue: { queued: 0, running: 0 } });
 
     // Without the token, the protected lines are refused.
     const anonymous = await curl(SEED_COMMANDS.listProjects.replace(' -H "Authorization: Bearer <token>"', ''), server.baseUrl);
@@ -182,7 +215,7 @@ describe(`the seed's curl walkthrough through curl on a listening server (${test
 describe(`the seed's walkthrough with fetch over one keep-alive connection (${testDb})`, () => {
   const server = useListeningServer();
 
-  it('runs the same six steps (and a project read) over reused keep-alive connections', async () => {
+  it('runs the same six steps (and a project read, and polls of the build) over reused keep-alive connections', async () => {
     const url = (path: string) => `${server.baseUrl}${path}`;
     const connectionsBefore = server.connections;
     const closedBefore = server.closedConnections;
@@ -221,27 +254,42 @@ describe(`the seed's walkthrough with fetch over one keep-alive connection (${te
     const build = await call('/projects/1/build', { method: 'POST', headers: auth });
     expect(build.status).toBe(201);
     const built = build.body as Build;
-    expect(built.project_id).toBe(1);
+    expect(built).toMatchObject({ project_id: 1, status: 'queued', duration_s: null });
     expect(build.headers.get('location')).toBe(`/builds/${built.id}`);
+
+    // Follow the build over the same connections until a worker has run it.
+    let finished = built;
+    const deadline = Date.now() + 15_000;
+    while (!['success', 'fail', 'canceled'].includes(finished.status)) {
+      if (Date.now() > deadline) throw new Error(`build ${built.id} still ${finished.status} after 15 s`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const polled = await call(`/builds/${built.id}`, { headers: auth });
+      expect(polled.status).toBe(200);
+      finished = polled.body as Build;
+    }
+    expect(['success', 'fail']).toContain(finished.status);
+    const polls = headersOf.length - 4;
+    expect(polls).toBeGreaterThanOrEqual(1);
 
     const builds = await call('/projects/1/builds', { headers: auth });
     expect(builds.status).toBe(200);
-    expect((builds.body as Page<Build>).items.map((b) => b.id)).toEqual([built.id]);
+    expect((builds.body as Page<Build>).items.map((b) => [b.id, b.status])).toEqual([[built.id, finished.status]]);
 
     const project = await call('/projects/1', { headers: auth });
     expect(project.status).toBe(200);
-    expect((project.body as Project).last_build_status).toBe(built.status);
+    expect((project.body as Project).last_build_status).toBe(finished.status);
 
     const status = await call('/status');
     expect(status.status).toBe(200);
-    expect(status.body).toMatchObject({ status: 'ok', db: 'ok' });
+    expect(status.body).toMatchObject({ status: 'ok', db: 'ok', queue: { queued: 0, running: 0 } });
 
-    // Seven sequential requests, all answered keep-alive, over connections the server never closed. undici may open
-    // a second socket while the first is still being released, so reuse is asserted rather than an exact count.
-    expect(headersOf).toHaveLength(7);
+    // Seven sequential requests plus the polls, all answered keep-alive, over connections the server never closed.
+    // undici may open a second socket while the first is still being released, so reuse is asserted rather than an
+    // exact count.
+    expect(headersOf).toHaveLength(7 + polls);
     for (const headers of headersOf) expect(headers.get('connection')).toBe('keep-alive');
     const ports = server.requestPorts.slice(requestsBefore);
-    expect(ports).toHaveLength(7);
+    expect(ports).toHaveLength(7 + polls);
     const perConnection = new Map<number, number>();
     for (const port of ports) perConnection.set(port, (perConnection.get(port) ?? 0) + 1);
     expect(server.connections - connectionsBefore).toBe(perConnection.size);

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import { createArtifactsRepository, type ArtifactsRepository } from '../../src/repositories/artifacts.js';
 import { createBuildsRepository, type BuildsRepository } from '../../src/repositories/builds.js';
 import { createProjectsRepository, type ProjectsRepository } from '../../src/repositories/projects.js';
 import { createRefreshTokensRepository, type RefreshTokensRepository } from '../../src/repositories/refresh-tokens.js';
@@ -9,6 +10,7 @@ declare module 'fastify' {
     usersRepository: UsersRepository;
     projectsRepository: ProjectsRepository;
     buildsRepository: BuildsRepository;
+    artifactsRepository: ArtifactsRepository;
     refreshTokensRepository: RefreshTokensRepository;
   }
 }
@@ -18,6 +20,7 @@ export default fp(
     fastify.decorate('usersRepository', createUsersRepository(fastify.database));
     fastify.decorate('projectsRepository', createProjectsRepository(fastify.database));
     fastify.decorate('buildsRepository', createBuildsRepository(fastify.database));
+    fastify.decorate('artifactsRepository', createArtifactsRepository(fastify.database));
     fastify.decorate('refreshTokensRepository', createRefreshTokensRepository(fastify.database));
   },
   { name: 'repositories', dependencies: ['database'] },

@@ -10,6 +10,12 @@ const EXPOSED_HEADERS = [
   'Location',
   'Link',
   'ETag',
+  'Content-Disposition',
+  'Content-Range',
+  'Accept-Ranges',
+  'X-Build-Status',
+  'X-Log-Size',
+  'Idempotent-Replayed',
   'X-Request-Id',
 ];
 

@@ -47,7 +47,7 @@ function processMetrics(): Registry {
  *   path, and `not_found` for requests that matched no route.
  * - `usine_builds{status}` for every status (zeros included) and `usine_build_queue_depth`, read at scrape time from
  *   one grouped query.
- * - `usine_build_workers{state}`: 0 busy, 0 idle until a build engine sets them.
+ * - `usine_build_workers{state}`: this process's build workers, busy and idle (set by plugins/app/build-engine.ts).
  * - the default process metrics.
  *
  * With METRICS_ENABLED=false nothing is measured and routes/metrics registers no route.
@@ -79,7 +79,9 @@ export default fp(
         route: request.routeOptions.url ?? NOT_FOUND_ROUTE,
         status_code: String(reply.statusCode),
       };
-      duration.observe(labels, reply.elapsedTime / 1000);
+      // A live log stream lasts as long as its build: its length would swamp the latency histogram.
+      const streamed = String(reply.getHeader('content-type') ?? '').startsWith('text/event-stream');
+      if (!streamed) duration.observe(labels, reply.elapsedTime / 1000);
       requests.inc(labels);
     });
 
@@ -121,8 +123,7 @@ export default fp(
     const buildWorkers = new Gauge({
       name: 'usine_build_workers',
       help:
-        'Build workers by state (busy, idle). No worker pool runs yet: builds are simulated when triggered, ' +
-        'so both are 0 until the asynchronous build engine sets them.',
+        'Build workers of this process by state: busy (running a build) and idle (BUILD_CONCURRENCY in all)',
       labelNames: ['state'] as const,
       registers: [registry],
     });

@@ -1,5 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { randomCommitSha, simulateRun } from '../../src/builds/simulate.js';
+import { enqueueBuild } from '../../src/builds/enqueue.js';
+import { randomCommitSha } from '../../src/builds/simulator.js';
 import { paginationLinks } from '../../src/http/pagination.js';
 import { Build, BuildStatus, CommitSha } from '../../src/schemas/build.js';
 import { IdParams, LocationHeader } from '../../src/schemas/common.js';
@@ -21,6 +22,25 @@ const TriggerBody = Type.Union(
   ],
   { description: 'Optional: what to build. The seed sends no body at all.', examples: [{ branch: 'main' }] },
 );
+
+const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[\\x21-\\x7e]+$',
+      description: 'Any unique text (a UUID, say), up to 255 visible ASCII characters: the same key for the same project within 24 h answers the first build instead of queuing another',
+      examples: ['5f0c7a1e-8d4b-4c59-9b1e-0a4f3c2d1e77'],
+    }),
+  ),
+});
+
+const TriggerHeaders = {
+  ...LocationHeader,
+  'idempotent-replayed': Type.Optional(
+    Type.Literal('true', { description: 'Present when an Idempotency-Key was replayed: the build is the one created the first time' }),
+  ),
+};
 
 const BuildList = Type.Object(
   { items: Type.Array(ref(Build), { description: 'Builds on this page, newest first' }), ...PageFields },
@@ -44,41 +64,45 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     tags: ['builds'],
     summary,
     description:
-      'Records a simulated build of the project: a duration drawn in 2–10 s, success or fail (BUILD_FAIL_RATE), short logs. ' +
-      "The project's `last_build_status` follows. No body is needed.",
+      'Queues a build of the project and answers at once with the queued build (201, `Location: /builds/{id}`): a ' +
+      'worker then runs it (checkout, install, test, package), and `GET /builds/{id}` or `GET /builds/{id}/logs` ' +
+      'follow it to `success` or `fail`. No body is needed: the branch defaults to the project\'s default branch and ' +
+      'the commit to a generated hash. With an `Idempotency-Key` header, repeating the request within 24 h answers ' +
+      'the build the first one created (header `Idempotent-Replayed: true`) instead of queuing another. A project ' +
+      'may hold BUILD_QUEUE_LIMIT queued builds: beyond that the answer is 429.',
     security,
     params: IdParams,
+    headers: IdempotencyHeaders,
     body: TriggerBody,
     response: {
-      201: { ...ref(Build), description: 'The build', headers: LocationHeader },
-      ...problemResponses(401, 403, 404, ...BODY_ERRORS),
+      201: { ...ref(Build), description: 'The queued build (or, for a replayed Idempotency-Key, the first one)', headers: TriggerHeaders },
+      ...problemResponses(401, 403, 404, 409, 429, ...BODY_ERRORS),
     },
   });
-
-  const trigger = async (id: number, body: { branch?: string; commit_sha?: string } | null | undefined, user: string) => {
-    const project = await fastify.projectsRepository.findById(id);
-    if (!project) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
-    const now = new Date();
-    const run = simulateRun(fastify.config.BUILD_FAIL_RATE, now);
-    const build = await fastify.buildsRepository.create({
-      project_id: project.id,
-      branch: body?.branch ?? project.default_branch,
-      commit_sha: body?.commit_sha ?? randomCommitSha(),
-      triggered_by: user,
-      ...run,
-      started_at: now,
-      finished_at: new Date(now.getTime() + run.duration_s * 1000),
-    });
-    if (!build) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
-    return build;
-  };
 
   for (const [path, summary] of [
     ['/projects/:id/build', 'Trigger a build (seed path)'],
     ['/projects/:id/builds', 'Trigger a build'],
   ] as const) {
     fastify.post(path, { ...canWrite, schema: triggerSchema(summary) }, async (request, reply) => {
-      const build = await trigger(request.params.id, request.body, request.caller.username);
+      const { id } = request.params;
+      const project = await fastify.projectsRepository.findById(id);
+      if (!project) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
+      const { build, replayed } = await enqueueBuild(
+        fastify,
+        {
+          project_id: id,
+          branch: request.body?.branch ?? project.default_branch,
+          commit_sha: request.body?.commit_sha ?? randomCommitSha(),
+          triggered_by: request.caller.username,
+        },
+        {
+          idempotencyKey: request.headers['idempotency-key'],
+          requested: request.body ?? undefined,
+          setHeader: (name, value) => void reply.header(name, value),
+        },
+      );
+      if (replayed) reply.header('idempotent-replayed', 'true');
       reply.code(201).header('location', `/builds/${build.id}`);
       return build;
     });

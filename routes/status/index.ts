@@ -15,6 +15,23 @@ const StatusBody = Type.Object(
       examples: ['sqlite'],
     }),
     time: Type.String({ format: 'date-time', description: 'Server time (ISO-8601, UTC)', examples: ['2026-11-24T17:32:02.000Z'] }),
+    queue: Type.Union(
+      [
+        Type.Object({
+          queued: Type.Integer({ description: 'Builds waiting for a worker, across all projects and replicas', examples: [3] }),
+          running: Type.Integer({ description: 'Builds running now, on any replica', examples: [4] }),
+        }),
+        Type.Null(),
+      ],
+      { description: 'Build queue figures (null when the database does not answer)' },
+    ),
+    workers: Type.Object(
+      {
+        busy: Type.Integer({ description: 'Workers of this process running a build', examples: [2] }),
+        total: Type.Integer({ description: 'Workers of this process (BUILD_CONCURRENCY)', examples: [4] }),
+      },
+      { description: "This process's build workers" },
+    ),
   },
   { description: 'Service health, as the seed API reported it' },
 );
@@ -27,7 +44,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         tags: ['monitoring'],
         summary: 'Health check',
         description:
-          'Version, uptime, database check and UTC time. Answers 200 when the database responds and 503 (same body, `status: degraded`) when it does not. No authentication.',
+          'Version, uptime, database check, UTC time, the build queue (queued and running builds) and this process\'s workers. Answers 200 when the database responds and 503 (same body, `status: degraded`) when it does not. No authentication.',
         response: {
           200: StatusBody,
           503: { ...StatusBody, description: 'The database does not answer' },
@@ -35,10 +52,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async (_request, reply) => {
-      const db = await fastify.database.ping().then(
-        () => 'ok' as const,
-        () => 'error' as const,
-      );
+      const queue = await fastify.buildsRepository.countActive().catch(() => null);
+      const db = queue ? ('ok' as const) : ('error' as const);
       reply.code(db === 'ok' ? 200 : 503);
       return {
         status: db === 'ok' ? ('ok' as const) : ('degraded' as const),
@@ -47,6 +62,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         db,
         db_dialect: fastify.database.dialect,
         time: new Date().toISOString(),
+        queue,
+        workers: { busy: fastify.buildWorkers.busy, total: fastify.config.BUILD_CONCURRENCY },
       };
     },
   );

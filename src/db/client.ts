@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3';
 import { drizzle as drizzlePg, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
@@ -21,9 +21,23 @@ export interface Database {
   readonly dialect: DatabaseConfig['dialect'];
   readonly db: AppDb;
   readonly tables: Tables;
+  /**
+   * The database's clock as SQL, for timestamps that several processes compare (leases): `now()` on PostgreSQL,
+   * milliseconds since the epoch on SQLite. `nowPlus(ms)` is that instant plus a duration.
+   */
+  now(): SQL;
+  nowPlus(ms: number): SQL;
+  /** PostgreSQL LISTEN/NOTIFY, for events between processes; absent on SQLite (one process owns the file's events). */
+  readonly notifications?: Notifications;
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface Notifications {
+  /** Listens on a dedicated connection (re-established by the driver after a drop); resolves once listening. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<{ unlisten(): Promise<void> }>;
+  notify(channel: string, payload: string): Promise<void>;
 }
 
 export function createDatabase(config: DatabaseConfig): Database {
@@ -42,6 +56,8 @@ function createSqlite(path: string): Database {
     dialect: 'sqlite',
     db: db as unknown as AppDb,
     tables: sqliteSchema as unknown as Tables,
+    now: () => sql`cast(unixepoch('subsec') * 1000 as integer)`,
+    nowPlus: (ms) => sql`(cast(unixepoch('subsec') * 1000 as integer) + ${Math.round(ms)})`,
     ping: async () => {
       db.run(sql`select 1`);
     },
@@ -63,6 +79,17 @@ function createPostgres(url: string): Database {
     dialect: 'pg',
     db,
     tables: pgSchema,
+    now: () => sql`now()`,
+    nowPlus: (ms) => sql`(now() + ${Math.round(ms)} * interval '1 millisecond')`,
+    notifications: {
+      listen: async (channel, onPayload) => {
+        const { unlisten } = await client.listen(channel, onPayload);
+        return { unlisten };
+      },
+      notify: async (channel, payload) => {
+        await client.notify(channel, payload);
+      },
+    },
     ping: async () => {
       await client`select 1`;
     },

@@ -38,3 +38,5 @@ export const isDatabaseUnavailable = (error: unknown) =>
     '57P03', // cannot_connect_now
     'SQLITE_BUSY',
   ]);
+
+export const isNotNullViolation = (error: unknown) => hasCode(error, ['23502', 'SQLITE_CONSTRAINT_NOTNULL']);

@@ -1,20 +1,30 @@
-import { and, count, desc, eq, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import { isForeignKeyViolation } from '../db/errors.js';
+import { isForeignKeyViolation, isNotNullViolation } from '../db/errors.js';
+import { qualified } from '../db/qualified.js';
 import { BUILD_STATUSES, type BuildStatusValue } from '../schemas/build.js';
 
 export interface NewBuild {
   project_id: number;
-  status: BuildStatusValue;
   branch: string;
   commit_sha: string;
   triggered_by: string | null;
   retry_of?: number | null;
-  duration_s?: number | null;
-  logs?: string;
-  started_at?: Date | null;
-  finished_at?: Date | null;
 }
+
+export interface CreateOptions {
+  /** Queued builds the project may hold; the insert is refused at this many. */
+  queueLimit: number;
+  idempotencyKey?: string;
+  /** How long an idempotency key is remembered. */
+  idempotencyTtlS: number;
+}
+
+export type CreateResult<Build> =
+  | { outcome: 'created'; build: Build }
+  | { outcome: 'replayed'; build: Build }
+  | { outcome: 'project_missing' }
+  | { outcome: 'queue_full'; queued: number };
 
 export interface BuildListQuery {
   projectId: number;
@@ -27,27 +37,88 @@ export interface BuildListQuery {
 /** Concurrent triggers on PostgreSQL may pick the same number; each loser takes the next one. */
 const MAX_NUMBERING_ATTEMPTS = 100;
 
-export function createBuildsRepository({ db, tables }: Database) {
-  const { builds } = tables;
+const TERMINAL: BuildStatusValue[] = ['success', 'fail', 'canceled'];
+export const isTerminal = (status: BuildStatusValue) => TERMINAL.includes(status);
+
+/**
+ * Every change of a build's status is one conditional UPDATE (`… WHERE status = … RETURNING`): whichever of a worker,
+ * a cancel or a lease recovery gets there first wins, the others change nothing and learn it from the empty result.
+ * Worker writes also require `lease_owner` to be the caller, so a worker that lost its lease can no longer write.
+ */
+export function createBuildsRepository(database: Database) {
+  const { db, tables, dialect } = database;
+  const { builds, projects } = tables;
+  const appendToLog = (text: string) => sql`${builds.logs} || ${text}`;
+  const releaseLease = { lease_owner: null, lease_expires_at: null };
+
+  const findByIdempotencyKey = async (projectId: number, key: string) => {
+    const rows = await db
+      .select()
+      .from(builds)
+      .where(and(eq(builds.project_id, projectId), eq(builds.idempotency_key, key)));
+    return rows[0];
+  };
+
+  const countQueued = async (projectId: number) => {
+    const rows = await db
+      .select({ total: count() })
+      .from(builds)
+      .where(and(eq(builds.project_id, projectId), eq(builds.status, 'queued')));
+    return Number(rows[0]?.total ?? 0);
+  };
 
   return {
     /**
-     * Inserts a build numbered max+1 within its project. The unique (project_id, number) index settles
-     * races: a conflicting insert writes nothing and is retried. Returns undefined if the project is gone.
+     * Inserts a queued build numbered max+1 within its project, in one statement that also enforces the queue cap:
+     * the row's project id is a subquery that yields the project only while fewer than `queueLimit` of its builds
+     * are queued, so a full queue (or a missing project) makes the insert fail its NOT NULL check. The unique
+     * (project_id, number) index settles concurrent triggers: a conflicting insert writes nothing and is retried
+     * with a fresh view, which also re-counts the queue. The partial unique (project_id, idempotency_key) index
+     * makes a replayed key return the build its first request created.
      */
-    async create(build: NewBuild) {
-      const nextNumber = sql<number>`(select coalesce(max(${builds.number}), 0) + 1 from ${builds} where ${builds.project_id} = ${build.project_id})`;
+    async create(build: NewBuild, options: CreateOptions): Promise<CreateResult<typeof builds.$inferSelect>> {
+      const { idempotencyKey: key } = options;
+      if (key) {
+        // A key older than its time to live is forgotten, so that it can name a new build.
+        await db
+          .update(builds)
+          .set({ idempotency_key: null })
+          .where(
+            and(
+              eq(builds.project_id, build.project_id),
+              eq(builds.idempotency_key, key),
+              lt(builds.created_at, database.nowPlus(-options.idempotencyTtlS * 1000)),
+            ),
+          );
+        const first = await findByIdempotencyKey(build.project_id, key);
+        if (first) return { outcome: 'replayed', build: first };
+      }
+      const projectWithRoom = sql<number>`(select ${qualified(projects.id)} from ${projects} where ${qualified(projects.id)} = ${build.project_id} and (select count(*) from ${builds} where ${qualified(builds.project_id)} = ${build.project_id} and ${qualified(builds.status)} = 'queued') < ${options.queueLimit})`;
+      const nextNumber = sql<number>`(select coalesce(max(${qualified(builds.number)}), 0) + 1 from ${builds} where ${qualified(builds.project_id)} = ${build.project_id})`;
       for (let attempt = 0; attempt < MAX_NUMBERING_ATTEMPTS; attempt++) {
         try {
           const rows = await db
             .insert(builds)
-            .values({ ...build, number: nextNumber })
-            .onConflictDoNothing({ target: [builds.project_id, builds.number] })
+            .values({
+              ...build,
+              project_id: projectWithRoom,
+              number: nextNumber,
+              status: 'queued',
+              idempotency_key: key ?? null,
+            })
+            .onConflictDoNothing()
             .returning();
-          if (rows[0]) return rows[0];
+          if (rows[0]) return { outcome: 'created', build: rows[0] };
+          if (key) {
+            const first = await findByIdempotencyKey(build.project_id, key);
+            if (first) return { outcome: 'replayed', build: first };
+          }
         } catch (error) {
-          if (isForeignKeyViolation(error)) return undefined;
-          throw error;
+          if (isForeignKeyViolation(error)) return { outcome: 'project_missing' };
+          if (!isNotNullViolation(error)) throw error;
+          const exists = await db.select({ id: projects.id }).from(projects).where(eq(projects.id, build.project_id));
+          if (exists.length === 0) return { outcome: 'project_missing' };
+          return { outcome: 'queue_full', queued: await countQueued(build.project_id) };
         }
       }
       throw new Error(`Could not number a build of project ${build.project_id} after ${MAX_NUMBERING_ATTEMPTS} attempts`);
@@ -85,7 +156,137 @@ export function createBuildsRepository({ db, tables }: Database) {
       for (const row of rows) counts[row.status] = Number(row.total);
       return counts;
     },
+
+    /** Builds waiting and running, across projects: two counts the partial indexes on status answer. */
+    async countActive(): Promise<{ queued: number; running: number }> {
+      const [queued, running] = await Promise.all(
+        (['queued', 'running'] as const).map((status) =>
+          db.select({ total: count() }).from(builds).where(eq(builds.status, status)),
+        ),
+      );
+      return { queued: Number(queued?.[0]?.total ?? 0), running: Number(running?.[0]?.total ?? 0) };
+    },
+
+    /**
+     * Takes the oldest queued build for `owner`, in one statement. PostgreSQL: the candidate row is locked with
+     * `FOR UPDATE SKIP LOCKED`, so concurrent workers each get a different build without waiting. SQLite: writers
+     * are serialised by the database, and the `status = 'queued'` condition makes a second claim of one row a no-op.
+     */
+    async claimNext(owner: string, leaseMs: number) {
+      const oldestQueued = db
+        .select({ id: builds.id })
+        .from(builds)
+        .where(eq(builds.status, 'queued'))
+        .orderBy(asc(builds.id))
+        .limit(1);
+      const candidate = dialect === 'pg' ? oldestQueued.for('update', { skipLocked: true }) : oldestQueued;
+      const rows = await db
+        .update(builds)
+        .set({
+          status: 'running',
+          started_at: sql`${database.now()}`,
+          finished_at: null,
+          lease_owner: owner,
+          lease_expires_at: sql`${database.nowPlus(leaseMs)}`,
+          attempts: sql`${builds.attempts} + 1`,
+          // Written by the claim itself, so that even a process killed right after claiming leaves its trace.
+          logs: sql`${builds.logs} || '[usine] Build #' || ${builds.number} || ' of ' || (select ${qualified(projects.name)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)}) || ' (' || ${builds.branch} || ' @ ' || substr(${builds.commit_sha}, 1, 7) || ') picked up by ' || ${owner} || ', attempt ' || (${builds.attempts} + 1) || ${'\n'}`,
+        })
+        // `id = (scalar subquery)`, not `id IN (…)`: PostgreSQL may re-run an IN subquery per row and claim several.
+        .where(and(eq(builds.id, sql`(${candidate})`), eq(builds.status, 'queued')))
+        .returning();
+      return rows[0];
+    },
+
+    /** Extends `owner`'s lease; false when the build is no longer running under it (canceled, taken over). */
+    async renewLease(id: number, owner: string, leaseMs: number): Promise<boolean> {
+      const rows = await db
+        .update(builds)
+        .set({ lease_expires_at: sql`${database.nowPlus(leaseMs)}` })
+        .where(and(eq(builds.id, id), eq(builds.lease_owner, owner), eq(builds.status, 'running')))
+        .returning({ id: builds.id });
+      return rows.length > 0;
+    },
+
+    /** Appends log text (whole lines) while `owner` holds the build; false otherwise, and nothing is written. */
+    async appendLog(id: number, owner: string, text: string): Promise<boolean> {
+      const rows = await db
+        .update(builds)
+        .set({ logs: appendToLog(text) })
+        .where(and(eq(builds.id, id), eq(builds.lease_owner, owner), eq(builds.status, 'running')))
+        .returning({ id: builds.id });
+      return rows.length > 0;
+    },
+
+    /** running → success | fail, with the last log lines, if `owner` still holds the build. */
+    async finish(id: number, owner: string, outcome: { status: 'success' | 'fail'; duration_s: number; text: string }) {
+      const rows = await db
+        .update(builds)
+        .set({
+          status: outcome.status,
+          duration_s: outcome.duration_s,
+          logs: appendToLog(outcome.text),
+          finished_at: sql`${database.now()}`,
+          ...releaseLease,
+        })
+        .where(and(eq(builds.id, id), eq(builds.lease_owner, owner), eq(builds.status, 'running')))
+        .returning();
+      return rows[0];
+    },
+
+    /** queued | running → canceled, with a log line saying who did it; undefined when the build was not cancelable. */
+    async cancel(id: number, text: string) {
+      const rows = await db
+        .update(builds)
+        .set({ status: 'canceled', logs: appendToLog(text), finished_at: sql`${database.now()}`, ...releaseLease })
+        .where(and(eq(builds.id, id), inArray(builds.status, ['queued', 'running'])))
+        .returning();
+      return rows[0];
+    },
+
+    /**
+     * Hands a running build back to the queue (shutdown): its claim does not count as an attempt.
+     * False when `owner` no longer held it.
+     */
+    async release(id: number, owner: string, text: string): Promise<boolean> {
+      const rows = await db
+        .update(builds)
+        .set({ status: 'queued', logs: appendToLog(text), attempts: sql`${builds.attempts} - 1`, ...releaseLease })
+        .where(and(eq(builds.id, id), eq(builds.lease_owner, owner), eq(builds.status, 'running')))
+        .returning({ id: builds.id });
+      return rows.length > 0;
+    },
+
+    /**
+     * Running builds whose lease expired (their process died or hung): those claimed `maxAttempts` times already are
+     * failed, the others go back to the queue for any worker to take over. Each gets a log line saying so.
+     */
+    async recoverExpired(maxAttempts: number) {
+      const expired = and(eq(builds.status, 'running'), lt(builds.lease_expires_at, sql`${database.now()}`));
+      const owner = sql`coalesce(${builds.lease_owner}, 'unknown')`;
+      const failed = await db
+        .update(builds)
+        .set({
+          status: 'fail',
+          finished_at: sql`${database.now()}`,
+          logs: sql`${builds.logs} || '[usine] Worker ' || ${owner} || ' stopped renewing its lease, and this build has been claimed ' || ${builds.attempts} || ' times: giving up, the build fails.' || ${'\n'}`,
+          ...releaseLease,
+        })
+        .where(and(expired, sql`${builds.attempts} >= ${maxAttempts}`))
+        .returning({ id: builds.id, status: builds.status });
+      const requeued = await db
+        .update(builds)
+        .set({
+          status: 'queued',
+          logs: sql`${builds.logs} || '[usine] Worker ' || ${owner} || ' stopped renewing its lease: the build is queued again for another worker to take over.' || ${'\n'}`,
+          ...releaseLease,
+        })
+        .where(expired)
+        .returning({ id: builds.id, status: builds.status });
+      return { failed, requeued };
+    },
   };
 }
 
 export type BuildsRepository = ReturnType<typeof createBuildsRepository>;
+export type BuildRow = NonNullable<Awaited<ReturnType<BuildsRepository['findById']>>>;

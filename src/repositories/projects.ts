@@ -1,6 +1,7 @@
-import { asc, count, eq, getTableName, sql, type Column, type SQL } from 'drizzle-orm';
+import { asc, count, eq, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { isUniqueViolation } from '../db/errors.js';
+import { qualified } from '../db/qualified.js';
 import type { BuildStatusValue } from '../schemas/build.js';
 
 export interface ProjectListQuery {
@@ -18,15 +19,6 @@ export interface NewProject {
 
 export type ProjectChanges = Partial<NewProject>;
 
-/**
- * A unique index refused the write. Drizzle wraps the driver's error, so the whole cause chain is searched.
- * (A candidate for src/db/errors.ts, next to isForeignKeyViolation.)
- */
-/**
- * `table.column`, always qualified: in a single-table select Drizzle renders columns bare, which inside a
- * correlated subquery would bind to the subquery's own table (`builds.id` instead of `projects.id`).
- */
-const qualified = (column: Column) => sql`${sql.identifier(getTableName(column.table))}.${sql.identifier(column.name)}`;
 
 /** `like` wildcards in user input are matched literally. */
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (char) => `\\${char}`);

@@ -32,15 +32,22 @@ export const Build = Type.Object(
       examples: [null],
     }),
     duration_s: Type.Union([Type.Number(), Type.Null()], {
-      description: 'Simulated duration in seconds (2–10), null until the build has run',
+      description: 'Simulated duration in seconds (2–10), null until the build has finished (and for canceled builds)',
       examples: [4.37],
     }),
     logs: Type.String({
-      description: 'Build log',
-      examples: ['Build simulated at 2026-11-24T17:32:02.000Z. Status: success'],
+      description:
+        'The log so far, whole lines: which worker picked the build up, then each step (checkout, install, test, ' +
+        'package) with its simulated time, and a last `Build finished: <status> in <s> s`. Empty while queued. ' +
+        '`GET /builds/{id}/logs` serves it as text or as a live stream.',
+      examples: [
+        '[usine] Build #1 of DemoProj (main @ 3f78685) picked up by api-0:1:a1b2c3/w1, attempt 1\n' +
+          '[00:00.000] ==> Step checkout\n[00:00.020] $ git clone --branch main https://github.com/demo/repo DemoProj\n' +
+          '…\nBuild finished: success in 4.37 s\n',
+      ],
     }),
     created_at: Timestamp('When the build was triggered'),
-    started_at: NullableTimestamp('When the build started running'),
+    started_at: NullableTimestamp('When a worker started running the build (the latest run, after a take-over)'),
     finished_at: NullableTimestamp('When the build reached a terminal status'),
   },
   { $id: 'Build', title: 'Build', description: 'One simulated CI run of a project' },

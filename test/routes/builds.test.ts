@@ -1,6 +1,6 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { injectAs, problemOf, testDb, uniqueName, useTestApp, type TestContext } from '../helper.js';
+import { injectAs, problemOf, testDb, uniqueName, useTestApp, waitForBuild, type TestContext } from '../helper.js';
 
 interface BuildJson {
   id: number;
@@ -74,6 +74,50 @@ async function allBuilds(ctx: TestContext, projectId: number): Promise<BuildJson
   return response.json<PageJson<BuildJson>>().items;
 }
 
+/** Polls the build until it reaches a terminal status. */
+function settle(ctx: TestContext, build: { id: number }): Promise<BuildJson> {
+  return waitForBuild<BuildJson>(ctx.app, ctx.adminToken, build.id);
+}
+
+/** The shape every trigger answers at once: a queued build that has not run yet. */
+function expectQueued(response: LightMyRequestResponse): BuildJson {
+  expect(response.statusCode, response.body).toBe(201);
+  const build = response.json<BuildJson>();
+  expect(response.headers.location).toBe(`/builds/${build.id}`);
+  expect(build.status).toBe('queued');
+  expect(build.started_at).toBeNull();
+  expect(build.finished_at).toBeNull();
+  expect(build.duration_s).toBeNull();
+  expect(build.logs).toBe('');
+  expect(build.created_at).toMatch(ISO_UTC);
+  return build;
+}
+
+/** The shape of a build a worker has run to the end: the seed's outcome, duration, timestamps and a step log. */
+function expectFinished(build: BuildJson): void {
+  expect(['success', 'fail']).toContain(build.status);
+  expect(build.duration_s).not.toBeNull();
+  expect(build.duration_s).toBeGreaterThanOrEqual(2);
+  expect(build.duration_s).toBeLessThanOrEqual(10);
+  for (const stamp of [build.created_at, build.started_at, build.finished_at]) expect(stamp).toMatch(ISO_UTC);
+  const created = Date.parse(build.created_at);
+  const started = Date.parse(build.started_at ?? '');
+  const finished = Date.parse(build.finished_at ?? '');
+  expect(created).toBeLessThanOrEqual(started);
+  expect(started).toBeLessThanOrEqual(finished);
+  expect(build.logs).toMatch(/^\[\d{2}:\d{2}\.\d{3}\] ==> Step checkout$/m);
+  expect(build.logs).toMatch(/^\[\d{2}:\d{2}\.\d{3}\] \$ git clone --branch /m);
+  expect(build.logs).toContain(`Build finished: ${build.status} in ${build.duration_s} s\n`);
+  expect(build.logs.match(/^Build finished: /gm)).toHaveLength(1);
+  expect(build.logs).not.toContain('Build simulated at');
+  if (build.status === 'success') {
+    for (const step of ['checkout', 'install', 'test', 'package']) expect(build.logs).toContain(`✓ Step ${step} passed`);
+    expect(build.logs).toMatch(/^\[\d{2}:\d{2}\.\d{3}\] \$ npm test$/m);
+  } else {
+    expect(build.logs).toMatch(/^\[\d{2}:\d{2}\.\d{3}\] ✗ Step (checkout|install|test|package) failed: /m);
+  }
+}
+
 async function getProject(ctx: TestContext, id: number): Promise<ProjectJson> {
   const response = await injectAs(ctx.app, ctx.adminToken, { url: `/projects/${id}` });
   expect(response.statusCode).toBe(200);
@@ -109,52 +153,60 @@ function expectNotFound(response: LightMyRequestResponse): void {
 describe(`builds: seed trigger and reads (${testDb})`, () => {
   const ctx = useTestApp();
 
-  it('triggers a build with no body and no content-type, as the seed does', async () => {
+  it('triggers a build with no body and no content-type, as the seed does: queued at once, then run', async () => {
     const project = await createProject(ctx);
     const response = await triggerSeed(ctx, project.id);
-    expect(response.statusCode, response.body).toBe(201);
-    const build = response.json<BuildJson>();
-    expect(response.headers.location).toBe(`/builds/${build.id}`);
+    const build = expectQueued(response);
     expect(build.project_id).toBe(project.id);
     expect(build.number).toBe(1);
-    expect(['success', 'fail']).toContain(build.status);
-    expect(build.duration_s).not.toBeNull();
-    expect(build.duration_s).toBeGreaterThanOrEqual(2);
-    expect(build.duration_s).toBeLessThanOrEqual(10);
     expect(build.branch).toBe('main');
     expect(build.commit_sha).toMatch(/^[0-9a-f]{40}$/);
     expect(build.triggered_by).toBe('admin');
     expect(build.retry_of).toBeNull();
-    expect(build.logs).toContain('Build simulated at');
-    expect(build.logs).toContain(build.status);
-    for (const stamp of [build.created_at, build.started_at, build.finished_at]) expect(stamp).toMatch(ISO_UTC);
-    const started = Date.parse(build.started_at ?? '');
-    const finished = Date.parse(build.finished_at ?? '');
-    expect(started).toBeLessThanOrEqual(finished);
-    expect(Math.abs(finished - started - (build.duration_s ?? 0) * 1000)).toBeLessThanOrEqual(5);
+
+    const finished = await settle(ctx, build);
+    expectFinished(finished);
+    // What was decided at trigger time does not change when the build runs.
+    expect(finished).toMatchObject({
+      id: build.id,
+      project_id: project.id,
+      number: 1,
+      branch: 'main',
+      commit_sha: build.commit_sha,
+      triggered_by: 'admin',
+      retry_of: null,
+      created_at: build.created_at,
+    });
+    expect(finished.logs).toContain(`Build #1 of ${project.name} (main @ ${build.commit_sha.slice(0, 7)})`);
 
     const second = await triggerSeed(ctx, project.id);
-    expect(second.statusCode).toBe(201);
-    const secondBuild = second.json<BuildJson>();
+    const secondBuild = expectQueued(second);
     expect(secondBuild.number).toBe(2);
     expect(secondBuild.id).not.toBe(build.id);
     expect(secondBuild.commit_sha).toMatch(/^[0-9a-f]{40}$/);
+    expectFinished(await settle(ctx, secondBuild));
   });
 
   it("builds the project's own default branch when none is named", async () => {
     const project = await createProject(ctx, { default_branch: 'develop' });
-    const seed = await triggerSeed(ctx, project.id);
-    expect(seed.json<BuildJson>().branch).toBe('develop');
+    const seed = expectQueued(await triggerSeed(ctx, project.id));
+    expect(seed.branch).toBe('develop');
     expect((await triggerOk(ctx, project.id, {})).branch).toBe('develop');
+    const finished = await settle(ctx, seed);
+    expect(finished.branch).toBe('develop');
+    expect(finished.logs).toContain(`$ git clone --branch develop https://github.com/demo/repo ${project.name}`);
   });
 
   it('honours branch and commit_sha on POST /projects/:id/builds', async () => {
     const project = await createProject(ctx);
     const response = await trigger(ctx, project.id, { branch: 'feature/x', commit_sha: SHA });
     expect(response.statusCode, response.body).toBe(201);
-    const build = response.json<BuildJson>();
-    expect(response.headers.location).toBe(`/builds/${build.id}`);
+    const build = expectQueued(response);
     expect(build).toMatchObject({ project_id: project.id, branch: 'feature/x', commit_sha: SHA, number: 1 });
+    const finished = await settle(ctx, build);
+    expectFinished(finished);
+    expect(finished).toMatchObject({ branch: 'feature/x', commit_sha: SHA });
+    expect(finished.logs).toContain(`(feature/x @ ${SHA.slice(0, 7)})`);
   });
 
   it('accepts an empty object body', async () => {
@@ -196,12 +248,24 @@ describe(`builds: seed trigger and reads (${testDb})`, () => {
     expectValidationError(await listBuilds(ctx, 0));
   });
 
-  it('serves GET /builds/:id as triggered, and 404 for an unknown build', async () => {
+  it('serves GET /builds/:id as triggered, then as finished, and 404 for an unknown build', async () => {
     const project = await createProject(ctx);
     const build = await triggerOk(ctx, project.id, { branch: 'release/1.0' });
     const fetched = await injectAs(ctx.app, ctx.adminToken, { url: `/builds/${build.id}` });
     expect(fetched.statusCode).toBe(200);
-    expect(fetched.json()).toEqual(build);
+    // The worker may already have picked it up: everything decided at trigger time is as answered.
+    const { status, started_at, finished_at, duration_s, logs, ...fixed } = build;
+    expect(fetched.json<BuildJson>()).toMatchObject(fixed);
+    expect(['queued', 'running', 'success', 'fail']).toContain(fetched.json<BuildJson>().status);
+    expect({ status, started_at, finished_at, duration_s, logs }).toEqual({ status: 'queued', started_at: null, finished_at: null, duration_s: null, logs: '' });
+
+    const finished = await settle(ctx, build);
+    expectFinished(finished);
+    const again = await injectAs(ctx.app, ctx.adminToken, { url: `/builds/${build.id}` });
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toEqual(finished);
+    expect(finished).toMatchObject(fixed);
+
     expectNotFound(await injectAs(ctx.app, ctx.adminToken, { url: '/builds/2000000000' }));
     expectValidationError(await injectAs(ctx.app, ctx.adminToken, { url: '/builds/abc' }));
   });
@@ -210,13 +274,17 @@ describe(`builds: seed trigger and reads (${testDb})`, () => {
     const project = await createProject(ctx);
     expect((await getProject(ctx, project.id)).last_build_status).toBeNull();
     for (let i = 0; i < 12; i++) {
-      const build = i % 2 === 0 ? (await triggerSeed(ctx, project.id)).json<BuildJson>() : await triggerOk(ctx, project.id);
-      expect((await getProject(ctx, project.id)).last_build_status).toBe(build.status);
+      const build = expectQueued(i % 2 === 0 ? await triggerSeed(ctx, project.id) : await trigger(ctx, project.id));
+      // Right after the trigger, the newest build is this one, in whatever state the workers have brought it to.
+      const current = (await getProject(ctx, project.id)).last_build_status;
+      expect(['queued', 'running', 'success', 'fail']).toContain(current);
+      const finished = await settle(ctx, build);
+      expect((await getProject(ctx, project.id)).last_build_status).toBe(finished.status);
       const listed = await injectAs(ctx.app, ctx.adminToken, { url: '/projects', query: { q: project.name } });
       const item = listed.json<PageJson<ProjectJson>>().items.find((p) => p.id === project.id);
-      expect(item?.last_build_status).toBe(build.status);
+      expect(item?.last_build_status).toBe(finished.status);
       const newest = (await listBuilds(ctx, project.id, { per_page: '1' })).json<PageJson<BuildJson>>().items[0];
-      expect(newest?.id).toBe(build.id);
+      expect(newest).toEqual(finished);
     }
   });
 
@@ -229,6 +297,10 @@ describe(`builds: seed trigger and reads (${testDb})`, () => {
       for (let i = 0; i < 13; i++) {
         builds.push(await triggerOk(ctx, project.id, i % 3 === 0 ? { branch: 'feature/x' } : undefined));
       }
+      expect(builds.map((b) => b.status)).toEqual(Array.from({ length: 13 }, () => 'queued'));
+      // Lists are compared once every build has run, so that no worker changes a build between two reads.
+      builds = await Promise.all(builds.map((build) => settle(ctx, build)));
+      for (const build of builds) expectFinished(build);
       builds = builds.reverse();
       expect(builds.map((b) => b.number)).toEqual([13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
     });
@@ -269,8 +341,12 @@ describe(`builds: seed trigger and reads (${testDb})`, () => {
         expect(body.total).toBe(expected.length);
         expect(body.items.map((b) => b.id)).toEqual(expected.map((b) => b.id));
       }
-      const queued = await listBuilds(ctx, project.id, { status: 'queued' });
-      expect(queued.json<PageJson<BuildJson>>()).toMatchObject({ items: [], total: 0 });
+      expect(builds.filter((b) => b.status === 'success').length + builds.filter((b) => b.status === 'fail').length).toBe(13);
+      for (const status of ['queued', 'running', 'canceled'] as const) {
+        const none = await listBuilds(ctx, project.id, { status });
+        expect(none.statusCode).toBe(200);
+        expect(none.json<PageJson<BuildJson>>()).toMatchObject({ items: [], total: 0 });
+      }
     });
 
     it('filters by branch, the total following the filter and kept in the links', async () => {
@@ -318,9 +394,14 @@ describe(`builds: seed trigger and reads (${testDb})`, () => {
     expect(numbers).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     const ids = new Set(responses.map((r) => r.json<BuildJson>().id));
     expect(ids.size).toBe(20);
+    expect(responses.every((r) => r.json<BuildJson>().status === 'queued')).toBe(true);
     const listed = await listBuilds(ctx, project.id, { per_page: '100' });
     expect(listed.json<PageJson<BuildJson>>().total).toBe(20);
     expect(listed.json<PageJson<BuildJson>>().items.map((b) => b.number)).toEqual(Array.from({ length: 20 }, (_, i) => 20 - i));
+    // Every one of them runs once, to a terminal status, keeping its number.
+    const finished = await Promise.all(responses.map((r) => settle(ctx, r.json<BuildJson>())));
+    for (const build of finished) expectFinished(build);
+    expect(finished.map((b) => b.number).sort((x, y) => x - y)).toEqual(numbers);
   });
 
   it('keeps separate number sequences for interleaved triggers on two projects', async () => {
@@ -337,8 +418,11 @@ describe(`builds: seed trigger and reads (${testDb})`, () => {
       expect(numbers).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     }
     // And sequentially, too: the next build of each is number 9.
-    expect((await triggerSeed(ctx, a.id)).json<BuildJson>().number).toBe(9);
-    expect((await triggerSeed(ctx, b.id)).json<BuildJson>().number).toBe(9);
+    const nextA = expectQueued(await triggerSeed(ctx, a.id));
+    const nextB = expectQueued(await triggerSeed(ctx, b.id));
+    expect(nextA.number).toBe(9);
+    expect(nextB.number).toBe(9);
+    await Promise.all([...responses.map((r) => r.json<BuildJson>()), nextA, nextB].map((build) => settle(ctx, build)));
   });
 });
 
@@ -347,10 +431,14 @@ describe(`builds: BUILD_FAIL_RATE=0 (${testDb})`, () => {
 
   it('makes every build succeed', async () => {
     const project = await createProject(ctx);
-    for (let i = 0; i < 10; i++) {
-      const build = (await triggerSeed(ctx, project.id)).json<BuildJson>();
-      expect(build.status).toBe('success');
-      expect(build.logs).toContain('success');
+    const queued: BuildJson[] = [];
+    for (let i = 0; i < 10; i++) queued.push(expectQueued(await triggerSeed(ctx, project.id)));
+    for (const build of queued) {
+      const finished = await settle(ctx, build);
+      expectFinished(finished);
+      expect(finished.status).toBe('success');
+      expect(finished.logs).toContain(`Build finished: success in ${finished.duration_s} s`);
+      expect(finished.logs).not.toMatch(/✗/);
     }
     expect((await getProject(ctx, project.id)).last_build_status).toBe('success');
     const failed = await listBuilds(ctx, project.id, { status: 'fail' });
@@ -365,15 +453,50 @@ describe(`builds: BUILD_FAIL_RATE=1 (${testDb})`, () => {
 
   it('makes every build fail', async () => {
     const project = await createProject(ctx);
-    for (let i = 0; i < 10; i++) {
-      const build = await triggerOk(ctx, project.id);
-      expect(build.status).toBe('fail');
-      expect(build.logs).toContain('fail');
+    const queued: BuildJson[] = [];
+    for (let i = 0; i < 10; i++) queued.push(expectQueued(await trigger(ctx, project.id)));
+    for (const build of queued) {
+      const finished = await settle(ctx, build);
+      expectFinished(finished);
+      expect(finished.status).toBe('fail');
+      expect(finished.logs).toContain(`Build finished: fail in ${finished.duration_s} s`);
+      expect(finished.logs).toMatch(/✗ Step \w+ failed: /);
+      expect(finished.logs).not.toContain('✓ Step package passed');
     }
     expect((await getProject(ctx, project.id)).last_build_status).toBe('fail');
     const list = await injectAs(ctx.app, ctx.adminToken, { url: '/projects' });
     expect(list.json<PageJson<ProjectJson>>().items.find((p) => p.id === project.id)?.last_build_status).toBe('fail');
     const failed = await listBuilds(ctx, project.id, { status: 'fail' });
     expect(failed.json<PageJson<BuildJson>>().total).toBe(10);
+    const succeeded = await listBuilds(ctx, project.id, { status: 'success' });
+    expect(succeeded.json<PageJson<BuildJson>>().total).toBe(0);
+  });
+});
+
+describe(`builds: no workers, builds stay queued (BUILD_CONCURRENCY=0) (${testDb})`, () => {
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
+
+  it('reports the newest build as queued in last_build_status and the lists, until it is canceled', async () => {
+    const project = await createProject(ctx);
+    const first = expectQueued(await triggerSeed(ctx, project.id));
+    const second = expectQueued(await trigger(ctx, project.id, { branch: 'feature/y' }));
+    expect([first.number, second.number]).toEqual([1, 2]);
+    expect((await getProject(ctx, project.id)).last_build_status).toBe('queued');
+    const listed = await injectAs(ctx.app, ctx.adminToken, { url: '/projects', query: { q: project.name } });
+    expect(listed.json<PageJson<ProjectJson>>().items.find((p) => p.id === project.id)?.last_build_status).toBe('queued');
+
+    const queued = await listBuilds(ctx, project.id, { status: 'queued' });
+    expect(queued.json<PageJson<BuildJson>>()).toMatchObject({ total: 2 });
+    expect(queued.json<PageJson<BuildJson>>().items).toEqual([second, first]);
+    // Nothing runs them: a while later they are exactly as triggered.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect((await injectAs(ctx.app, ctx.adminToken, { url: `/builds/${first.id}` })).json()).toEqual(first);
+
+    // The newest build decides: canceling it shows canceled, even though an older one is still queued.
+    const cancel = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/builds/${second.id}/cancel` });
+    expect(cancel.statusCode, cancel.body).toBe(200);
+    expect(cancel.json<BuildJson>().status).toBe('canceled');
+    expect((await getProject(ctx, project.id)).last_build_status).toBe('canceled');
+    expect((await listBuilds(ctx, project.id, { status: 'queued' })).json<PageJson<BuildJson>>().items.map((b) => b.id)).toEqual([first.id]);
   });
 });

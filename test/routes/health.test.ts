@@ -44,10 +44,20 @@ describe(`GET /health/live and /health/ready (${testDb})`, () => {
     expect((await ctx.app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(200);
   });
 
-  it('/status keeps its shape', async () => {
+  it("/status keeps the seed's fields and adds the build queue and workers", async () => {
     const response = await ctx.app.inject({ method: 'GET', url: '/status' });
     expect(response.statusCode).toBe(200);
-    expect(Object.keys(response.json() as object).sort()).toEqual(['db', 'db_dialect', 'status', 'time', 'uptime_s', 'version']);
+    expect(Object.keys(response.json() as object).sort()).toEqual([
+      'db',
+      'db_dialect',
+      'queue',
+      'status',
+      'time',
+      'uptime_s',
+      'version',
+      'workers',
+    ]);
+    expect(response.json()).toMatchObject({ queue: { queued: 0, running: 0 }, workers: { busy: 0, total: 4 } });
   });
 });
 

@@ -2,7 +2,18 @@ import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { createServer } from '../../src/server.js';
-import { createScratchDatabase, injectAs, problemOf, testConfig, testDb, uniqueName, useTestApp, type ScratchDatabase } from '../helper.js';
+import {
+  createScratchDatabase,
+  injectAs,
+  problemOf,
+  testConfig,
+  testDb,
+  uniqueName,
+  useTestApp,
+  waitForBuild,
+  type ScratchDatabase,
+  type TestContext,
+} from '../helper.js';
 
 interface Sample {
   name: string;
@@ -54,6 +65,36 @@ async function scrape(app: FastifyInstance): Promise<Exposition> {
 }
 
 const STATUSES = ['queued', 'running', 'success', 'fail', 'canceled'];
+
+async function createProject(ctx: TestContext): Promise<number> {
+  const project = await injectAs(ctx.app, ctx.adminToken, {
+    method: 'POST',
+    url: '/projects',
+    payload: { name: uniqueName('Metrics'), repo: 'https://github.com/demo/repo' },
+  });
+  expect(project.statusCode, project.body).toBe(201);
+  return project.json<{ id: number }>().id;
+}
+
+async function triggerBuild(ctx: TestContext, projectId: number): Promise<number> {
+  const response = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${projectId}/build` });
+  expect(response.statusCode, response.body).toBe(201);
+  expect(response.json<{ status: string }>().status).toBe('queued');
+  return response.json<{ id: number }>().id;
+}
+
+/** Scrapes until `check` holds (the workers update their gauge asynchronously), failing after two seconds. */
+async function scrapeUntil(app: FastifyInstance, check: (exposition: Exposition) => boolean): Promise<Exposition> {
+  const deadline = Date.now() + 2000;
+  for (;;) {
+    const exposition = await scrape(app);
+    if (check(exposition) || Date.now() > deadline) return exposition;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const workerGauge = (exposition: Exposition, state: 'busy' | 'idle') =>
+  select(exposition, 'usine_build_workers', { state })[0]?.value;
 
 describe(`GET /metrics (${testDb})`, () => {
   const ctx = useTestApp();
@@ -109,18 +150,12 @@ describe(`GET /metrics (${testDb})`, () => {
     for (const status of STATUSES) valueOf(before, 'usine_builds', { status });
     const finishedBefore = valueOf(before, 'usine_builds', { status: 'success' }) + valueOf(before, 'usine_builds', { status: 'fail' });
 
-    const project = await injectAs(ctx.app, ctx.adminToken, {
-      method: 'POST',
-      url: '/projects',
-      payload: { name: uniqueName('Metrics'), repo: 'https://github.com/demo/repo' },
-    });
-    expect(project.statusCode, project.body).toBe(201);
-    const projectId = project.json<{ id: number }>().id;
+    const projectId = await createProject(ctx);
     const triggered = 7;
-    for (let i = 0; i < triggered; i++) {
-      const response = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${projectId}/build` });
-      expect(response.statusCode, response.body).toBe(201);
-    }
+    const ids: number[] = [];
+    for (let i = 0; i < triggered; i++) ids.push(await triggerBuild(ctx, projectId));
+    // Compared once the workers have run them all, so that no build changes status between the two counts.
+    for (const id of ids) await waitForBuild(ctx.app, ctx.adminToken, id);
 
     const spy = vi.spyOn(ctx.app.buildsRepository, 'countByStatus');
     try {
@@ -140,12 +175,15 @@ describe(`GET /metrics (${testDb})`, () => {
     }
   });
 
-  it('reports 0 busy and 0 idle build workers, and says why', async () => {
+  it('reports the worker pool at rest: BUILD_CONCURRENCY (4) idle workers, none busy', async () => {
     const exposition = await scrape(ctx.app);
     expect(valueOf(exposition, 'usine_build_workers', { state: 'busy' })).toBe(0);
-    expect(valueOf(exposition, 'usine_build_workers', { state: 'idle' })).toBe(0);
-    expect(exposition.help.get('usine_build_workers')).toMatch(/no worker pool/i);
+    expect(valueOf(exposition, 'usine_build_workers', { state: 'idle' })).toBe(4);
+    expect(exposition.type.get('usine_build_workers')).toBe('gauge');
+    expect(exposition.help.get('usine_build_workers')).toMatch(/busy/);
+    expect(exposition.help.get('usine_build_workers')).toMatch(/idle/);
     expect(exposition.type.get('usine_build_queue_depth')).toBe('gauge');
+    expect(valueOf(exposition, 'usine_build_queue_depth')).toBe(0);
   });
 
   it('includes the default process and event-loop figures under their standard names', async () => {
@@ -188,6 +226,59 @@ describe(`GET /metrics (${testDb})`, () => {
     const media = operation?.responses['200']?.content?.['text/plain'];
     expect(media?.schema?.type).toBe('string');
     expect(media?.example).toEqual(expect.stringContaining('usine_builds{status="success"}'));
+  });
+});
+
+describe(`GET /metrics without build workers (BUILD_CONCURRENCY=0) (${testDb})`, () => {
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
+
+  it('reports 0 busy and 0 idle workers, and counts the builds left waiting as queue depth', async () => {
+    const empty = await scrape(ctx.app);
+    expect(valueOf(empty, 'usine_build_workers', { state: 'busy' })).toBe(0);
+    expect(valueOf(empty, 'usine_build_workers', { state: 'idle' })).toBe(0);
+    expect(valueOf(empty, 'usine_build_queue_depth')).toBe(0);
+
+    const [a, b] = [await createProject(ctx), await createProject(ctx)];
+    const ids: number[] = [];
+    for (const projectId of [a, b, a, b, a]) ids.push(await triggerBuild(ctx, projectId));
+    const queued = await scrape(ctx.app);
+    expect(valueOf(queued, 'usine_build_queue_depth')).toBe(5);
+    expect(valueOf(queued, 'usine_builds', { status: 'queued' })).toBe(5);
+    for (const status of ['running', 'success', 'fail', 'canceled']) expect(valueOf(queued, 'usine_builds', { status }), status).toBe(0);
+    expect(valueOf(queued, 'usine_build_workers', { state: 'idle' })).toBe(0);
+
+    const cancel = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/builds/${ids[0]}/cancel` });
+    expect(cancel.statusCode, cancel.body).toBe(200);
+    const after = await scrape(ctx.app);
+    expect(valueOf(after, 'usine_build_queue_depth')).toBe(4);
+    expect(valueOf(after, 'usine_builds', { status: 'queued' })).toBe(4);
+    expect(valueOf(after, 'usine_builds', { status: 'canceled' })).toBe(1);
+  });
+});
+
+describe(`GET /metrics while a build runs (BUILD_CONCURRENCY=2, slow builds) (${testDb})`, () => {
+  // 0.5 wall seconds per simulated second: a build runs 1–5 s, long enough to be seen running.
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '2', BUILD_TIME_SCALE: '0.5' });
+
+  it('moves one worker from idle to busy while it runs a build, and back once it is canceled', async () => {
+    const atRest = await scrapeUntil(ctx.app, (e) => workerGauge(e, 'idle') === 2);
+    expect(valueOf(atRest, 'usine_build_workers', { state: 'busy' })).toBe(0);
+    expect(valueOf(atRest, 'usine_build_workers', { state: 'idle' })).toBe(2);
+
+    const id = await triggerBuild(ctx, await createProject(ctx));
+    await waitForBuild(ctx.app, ctx.adminToken, id, { until: (build) => build.status !== 'queued' });
+    const running = await scrapeUntil(ctx.app, (e) => workerGauge(e, 'busy') === 1);
+    expect(valueOf(running, 'usine_build_workers', { state: 'busy' })).toBe(1);
+    expect(valueOf(running, 'usine_build_workers', { state: 'idle' })).toBe(1);
+    expect(valueOf(running, 'usine_builds', { status: 'running' })).toBe(1);
+    expect(valueOf(running, 'usine_build_queue_depth')).toBe(0);
+
+    const cancel = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/builds/${id}/cancel` });
+    expect(cancel.statusCode, cancel.body).toBe(200);
+    const idle = await scrapeUntil(ctx.app, (e) => workerGauge(e, 'busy') === 0);
+    expect(valueOf(idle, 'usine_build_workers', { state: 'busy' })).toBe(0);
+    expect(valueOf(idle, 'usine_build_workers', { state: 'idle' })).toBe(2);
+    expect(valueOf(idle, 'usine_builds', { status: 'canceled' })).toBe(1);
   });
 });
 

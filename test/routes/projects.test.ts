@@ -1,7 +1,7 @@
-import { eq } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { injectAs, problemOf, testDb, uniqueName, useTestApp, type TestContext } from '../helper.js';
+import { injectAs, problemOf, testDb, uniqueName, useTestApp, waitForBuild, type TestContext } from '../helper.js';
 
 interface ProjectJson {
   id: number;
@@ -447,8 +447,11 @@ describe(`projects: update (${testDb})`, () => {
     const project = await fresh();
     const build = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${project.id}/builds` });
     expect(build.statusCode).toBe(201);
-    const status = build.json<{ status: string }>().status;
+    expect(build.json<{ status: string }>().status).toBe('queued');
+    const { status } = await waitForBuild(ctx.app, ctx.adminToken, build.json<{ id: number }>().id);
+    expect(['success', 'fail']).toContain(status);
     const response = await patch(project.id, { repo: 'https://github.com/demo/with-builds' });
+    expect(response.statusCode, response.body).toBe(200);
     expect(response.json<ProjectJson>().last_build_status).toBe(status);
   });
 
@@ -543,6 +546,10 @@ describe(`projects: delete (${testDb})`, () => {
     // A neighbour's builds are untouched.
     const other = (await create(ctx, { name: uniqueName('Neighbour'), repo: 'https://github.com/demo/n' })).json<ProjectJson>();
     const otherBuild = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${other.id}/builds` });
+    // Once the builds have run, successful ones have an artifact: the delete must take those too.
+    const otherId = otherBuild.json<{ id: number }>().id;
+    for (const id of [...buildIds, otherId]) await waitForBuild(ctx.app, ctx.adminToken, id);
+    const otherFinished = (await injectAs(ctx.app, ctx.adminToken, { url: `/builds/${otherId}` })).json<Record<string, unknown>>();
 
     const response = await remove(project.id);
     expect(response.statusCode, response.body).toBe(204);
@@ -555,8 +562,11 @@ describe(`projects: delete (${testDb})`, () => {
     // The rows are gone from the database, not just hidden.
     const { db, tables } = ctx.app.database;
     expect(await db.select().from(tables.builds).where(eq(tables.builds.project_id, project.id))).toEqual([]);
+    expect(await db.select().from(tables.artifacts).where(inArray(tables.artifacts.build_id, buildIds))).toEqual([]);
 
-    expect((await injectAs(ctx.app, ctx.adminToken, { url: `/builds/${otherBuild.json<{ id: number }>().id}` })).statusCode).toBe(200);
+    const otherAfter = await injectAs(ctx.app, ctx.adminToken, { url: `/builds/${otherId}` });
+    expect(otherAfter.statusCode).toBe(200);
+    expect(otherAfter.json()).toEqual(otherFinished);
     expect((await injectAs(ctx.app, ctx.adminToken, { url: `/projects/${other.id}` })).statusCode).toBe(200);
   });
 

@@ -2,7 +2,17 @@ import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '../../src/server.js';
-import { bearer, createScratchDatabase, login, testConfig, testDb, useTestApp, type ScratchDatabase } from '../helper.js';
+import {
+  bearer,
+  createScratchDatabase,
+  injectAs,
+  login,
+  testConfig,
+  testDb,
+  useTestApp,
+  waitForBuild,
+  type ScratchDatabase,
+} from '../helper.js';
 
 /** Read from disk here, independently of the app's own way of finding it. */
 const packageVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
@@ -15,6 +25,8 @@ interface StatusBody {
   db: string;
   db_dialect: string;
   time: string;
+  queue: { queued: number; running: number } | null;
+  workers: { busy: number; total: number };
 }
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/;
@@ -45,6 +57,9 @@ describe(`GET /status (${testDb})`, () => {
       db: 'ok',
       db_dialect: testDb,
       time: expect.any(String) as string,
+      // At rest: nothing queued or running, and the default BUILD_CONCURRENCY of 4 workers, all idle.
+      queue: { queued: 0, running: 0 },
+      workers: { busy: 0, total: 4 },
     });
     expect(body.version).toMatch(/^\d+\.\d+\.\d+/);
     expect(Number.isFinite(body.uptime_s)).toBe(true);
@@ -64,6 +79,62 @@ describe(`GET /status (${testDb})`, () => {
     const second = (await ctx.app.inject({ url: '/status' })).json<StatusBody>();
     expect(second.uptime_s).toBeGreaterThan(first.uptime_s);
     expect(Date.parse(second.time)).toBeGreaterThan(Date.parse(first.time));
+  });
+
+  it('shows the queue back at zero once triggered builds have run', async () => {
+    const project = await injectAs(ctx.app, ctx.adminToken, {
+      method: 'POST',
+      url: '/projects',
+      payload: { name: 'status-queue', repo: 'https://github.com/demo/repo' },
+    });
+    expect(project.statusCode).toBe(201);
+    const ids: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const build = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${project.json<{ id: number }>().id}/build` });
+      expect(build.statusCode).toBe(201);
+      ids.push(build.json<{ id: number }>().id);
+    }
+    const during = (await ctx.app.inject({ url: '/status' })).json<StatusBody>();
+    // Three builds exist and none has been lost: each is queued, running or finished.
+    expect(during.queue?.queued).toBeLessThanOrEqual(3);
+    expect(during.queue?.running).toBeLessThanOrEqual(3);
+    expect(during.workers.busy).toBeLessThanOrEqual(during.workers.total);
+    for (const id of ids) await waitForBuild(ctx.app, ctx.adminToken, id);
+    const after = (await ctx.app.inject({ url: '/status' })).json<StatusBody>();
+    expect(after.queue).toEqual({ queued: 0, running: 0 });
+    expect(after.workers).toEqual({ busy: 0, total: 4 });
+  });
+});
+
+describe(`GET /status without build workers (BUILD_CONCURRENCY=0) (${testDb})`, () => {
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
+
+  it('counts the builds waiting in the queue and reports no workers', async () => {
+    const empty = (await ctx.app.inject({ url: '/status' })).json<StatusBody>();
+    expect(empty).toMatchObject({ status: 'ok', queue: { queued: 0, running: 0 }, workers: { busy: 0, total: 0 } });
+    const projectIds: number[] = [];
+    for (const name of ['status-a', 'status-b']) {
+      const project = await injectAs(ctx.app, ctx.adminToken, {
+        method: 'POST',
+        url: '/projects',
+        payload: { name, repo: 'https://github.com/demo/repo' },
+      });
+      expect(project.statusCode).toBe(201);
+      projectIds.push(project.json<{ id: number }>().id);
+    }
+    const triggered: number[] = [];
+    for (const projectId of [...projectIds, ...projectIds, projectIds[0]]) {
+      const build = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${projectId}/builds` });
+      expect(build.statusCode).toBe(201);
+      triggered.push(build.json<{ id: number }>().id);
+    }
+    // Across projects, and unmoving since nothing takes them.
+    const queued = (await ctx.app.inject({ url: '/status' })).json<StatusBody>();
+    expect(queued).toMatchObject({ status: 'ok', db: 'ok', queue: { queued: 5, running: 0 }, workers: { busy: 0, total: 0 } });
+
+    const cancel = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/builds/${triggered[0]}/cancel` });
+    expect(cancel.statusCode, cancel.body).toBe(200);
+    expect((await ctx.app.inject({ url: '/status' })).json<StatusBody>().queue).toEqual({ queued: 4, running: 0 });
   });
 });
 
@@ -88,7 +159,7 @@ describe(`GET /status with the database closed underneath (${testDb})`, () => {
   it('answers 200 while the database is open', async () => {
     const response = await app.inject({ url: '/status' });
     expect(response.statusCode).toBe(200);
-    expect(response.json<StatusBody>()).toMatchObject({ status: 'ok', db: 'ok', db_dialect: testDb });
+    expect(response.json<StatusBody>()).toMatchObject({ status: 'ok', db: 'ok', db_dialect: testDb, queue: { queued: 0, running: 0 } });
   });
 
   it('answers 503 degraded once the database is closed, and the process keeps serving', async () => {
@@ -106,6 +177,9 @@ describe(`GET /status with the database closed underneath (${testDb})`, () => {
       db: 'error',
       db_dialect: testDb,
       time: expect.any(String) as string,
+      // The queue figures come from the database: unknown rather than stale. The workers are this process's.
+      queue: null,
+      workers: { busy: 0, total: 4 },
     });
     expect(body.uptime_s).toBeGreaterThanOrEqual(0);
     expectRecentUtc(body.time, before, after);

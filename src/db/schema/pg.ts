@@ -1,6 +1,6 @@
 // JS keys are the snake_case column names so that rows are already in the API's wire format.
 import { sql } from 'drizzle-orm';
-import { doublePrecision, index, integer, pgTable, text, timestamp, uniqueIndex, type AnyPgColumn } from 'drizzle-orm/pg-core';
+import { customType, doublePrecision, index, integer, pgTable, text, timestamp, uniqueIndex, type AnyPgColumn } from 'drizzle-orm/pg-core';
 
 // Keep table and column names identical to ./sqlite.ts: repositories are written once against this file.
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
@@ -40,12 +40,41 @@ export const builds = pgTable(
     created_at: createdAt(),
     started_at: timestamp('started_at', { withTimezone: true, mode: 'date' }),
     finished_at: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
+    // Engine bookkeeping, never sent to clients: which worker holds the build and until when, how many claims.
+    lease_owner: text('lease_owner'),
+    lease_expires_at: timestamp('lease_expires_at', { withTimezone: true, mode: 'date' }),
+    attempts: integer('attempts').notNull().default(0),
+    idempotency_key: text('idempotency_key'),
   },
   (table) => [
     // Serves "newest first" pages, per-project numbering and the latest-status lookup.
     uniqueIndex('builds_project_number_uq').on(table.project_id, table.number),
     index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
+    index('builds_running_lease_idx').on(table.lease_expires_at).where(sql`${table.status} = 'running'`),
+    uniqueIndex('builds_idempotency_uq')
+      .on(table.project_id, table.idempotency_key)
+      .where(sql`${table.idempotency_key} is not null`),
   ],
+);
+
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
+
+/** Files a successful build produced, stored in the database so that every replica can serve them. */
+export const artifacts = pgTable(
+  'artifacts',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    build_id: integer('build_id')
+      .notNull()
+      .references(() => builds.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    content_type: text('content_type').notNull(),
+    size_bytes: integer('size_bytes').notNull(),
+    sha256: text('sha256').notNull(),
+    content: bytea('content').notNull(),
+    created_at: createdAt(),
+  },
+  (table) => [uniqueIndex('artifacts_build_name_uq').on(table.build_id, table.name)],
 );
 
 /**

@@ -1,6 +1,6 @@
 // JS keys are the snake_case column names so that rows are already in the API's wire format.
 import { sql } from 'drizzle-orm';
-import { index, integer, real, sqliteTable, text, uniqueIndex, type AnySQLiteColumn } from 'drizzle-orm/sqlite-core';
+import { blob, index, integer, real, sqliteTable, text, uniqueIndex, type AnySQLiteColumn } from 'drizzle-orm/sqlite-core';
 
 // Keep table and column names identical to ./pg.ts: repositories are written once against that file.
 const timestampMs = (name: string) => integer(name, { mode: 'timestamp_ms' });
@@ -41,11 +41,36 @@ export const builds = sqliteTable(
     created_at: createdAt(),
     started_at: timestampMs('started_at'),
     finished_at: timestampMs('finished_at'),
+    lease_owner: text('lease_owner'),
+    lease_expires_at: timestampMs('lease_expires_at'),
+    attempts: integer('attempts').notNull().default(0),
+    idempotency_key: text('idempotency_key'),
   },
   (table) => [
     uniqueIndex('builds_project_number_uq').on(table.project_id, table.number),
     index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
+    index('builds_running_lease_idx').on(table.lease_expires_at).where(sql`${table.status} = 'running'`),
+    uniqueIndex('builds_idempotency_uq')
+      .on(table.project_id, table.idempotency_key)
+      .where(sql`${table.idempotency_key} is not null`),
   ],
+);
+
+export const artifacts = sqliteTable(
+  'artifacts',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    build_id: integer('build_id')
+      .notNull()
+      .references(() => builds.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    content_type: text('content_type').notNull(),
+    size_bytes: integer('size_bytes').notNull(),
+    sha256: text('sha256').notNull(),
+    content: blob('content', { mode: 'buffer' }).notNull(),
+    created_at: createdAt(),
+  },
+  (table) => [uniqueIndex('artifacts_build_name_uq').on(table.build_id, table.name)],
 );
 
 /**

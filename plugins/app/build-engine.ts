@@ -1,0 +1,52 @@
+import fp from 'fastify-plugin';
+import { createLocalEventBus, createPgEventBus, type BuildEventBus } from '../../src/builds/events.js';
+import { BuildWorkerPool } from '../../src/builds/worker-pool.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Build events heard by this process: its own and, on PostgreSQL, every other replica's (LISTEN/NOTIFY). */
+    buildEvents: BuildEventBus;
+    /** This process's build workers. */
+    buildWorkers: BuildWorkerPool;
+  }
+}
+
+/**
+ * The build engine: an event bus and BUILD_CONCURRENCY workers. Workers start once the app is ready, and stop in
+ * `preClose` (while the database is still open): they stop claiming, running builds get BUILD_DRAIN_S to finish, and
+ * the rest go back to the queue for another process.
+ */
+export default fp(
+  async (fastify) => {
+    const { config, database } = fastify;
+    const events = database.notifications
+      ? await createPgEventBus(database.notifications, (err) => fastify.log.warn({ err }, 'build event bus error'))
+      : createLocalEventBus();
+    fastify.decorate('buildEvents', events);
+
+    const workers = new BuildWorkerPool({
+      concurrency: config.BUILD_CONCURRENCY,
+      timeScale: config.BUILD_TIME_SCALE,
+      leaseMs: config.BUILD_LEASE_S * 1000,
+      maxAttempts: config.BUILD_MAX_ATTEMPTS,
+      drainMs: config.BUILD_DRAIN_S * 1000,
+      failRate: config.BUILD_FAIL_RATE,
+      seed: config.BUILD_SEED,
+      builds: fastify.buildsRepository,
+      projects: fastify.projectsRepository,
+      artifacts: fastify.artifactsRepository,
+      events,
+      log: fastify.log.child({ component: 'build-workers' }),
+      onBusyChange: (busy, idle) => {
+        fastify.metrics?.buildWorkers.set({ state: 'busy' }, busy);
+        fastify.metrics?.buildWorkers.set({ state: 'idle' }, idle);
+      },
+    });
+    fastify.decorate('buildWorkers', workers);
+
+    fastify.addHook('onReady', async () => workers.start());
+    fastify.addHook('preClose', async () => workers.stop());
+    fastify.addHook('onClose', async () => events.close());
+  },
+  { name: 'build-engine', dependencies: ['database', 'repositories'] },
+);

@@ -1,0 +1,234 @@
+import type { Readable } from 'node:stream';
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { linesFrom, logBytes, parseByteRange, sliceFrom } from '../../src/builds/log-slice.js';
+import { acceptsEventStream, SSE_HEADERS, SseStream } from '../../src/http/sse.js';
+import { isTerminal } from '../../src/repositories/builds.js';
+import { BUILD_STATUSES } from '../../src/schemas/build.js';
+import { IdParams } from '../../src/schemas/common.js';
+import { problemResponses } from '../../src/schemas/responses.js';
+
+/** How often an open stream re-reads its build even without an event (an event lost to a reconnect must not stall it). */
+const POLL_MS = 2000;
+/** Sent first on a stream as `retry:`: how long a client waits before it reconnects. */
+const RETRY_MS = 2000;
+
+const Offset = Type.Integer({
+  minimum: 0,
+  maximum: Number.MAX_SAFE_INTEGER,
+  description:
+    'Byte offset in the UTF-8 log: only what follows it is returned (past the end: an empty body). ' +
+    'On a stream, where to resume when there is no `Last-Event-ID`.',
+  examples: [0, 512],
+});
+
+const LogQuery = Type.Object({ offset: Type.Optional(Offset) });
+
+const LogRequestHeaders = Type.Object({
+  'last-event-id': Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description:
+        'Stream only: the `id` of the last event received (a byte offset); the stream resumes just after it. ' +
+        'Browsers send it by themselves when they reconnect. Takes precedence over `?offset=`.',
+      examples: [512],
+    }),
+  ),
+  range: Type.Optional(
+    Type.String({
+      description:
+        'Plain text only, ignored with `?offset=`: one byte range (`bytes=N-`, `bytes=N-M` or `bytes=-N`) → 206 with ' +
+        '`Content-Range`; a range starting at or past the end → 416. Anything else is ignored (200, the whole log).',
+      examples: ['bytes=512-'],
+    }),
+  ),
+});
+
+const StatusHeader = Type.Union(
+  BUILD_STATUSES.map((status) => Type.Literal(status)),
+  { description: "The build's status when the log was read: stop polling once it is success, fail or canceled", examples: ['running'] },
+);
+const SizeHeader = Type.Integer({
+  minimum: 0,
+  description: 'Size of the whole log in bytes when it was read: the `?offset=` to poll from next',
+  examples: [1024],
+});
+const LogHeaders = { 'x-build-status': StatusHeader, 'x-log-size': SizeHeader };
+
+/**
+ * A text body in the OpenAPI document; in the handler, the bytes (a Buffer, so that byte offsets inside a character stay
+ * exact) or the event stream that Fastify sends as they are, without a serialiser.
+ */
+const TextBody = (description: string, example: string) =>
+  Type.Unsafe<string | Buffer | Readable>(Type.String({ description, examples: [example] }));
+
+const PLAIN_EXAMPLE =
+  '[usine] Build #1 of DemoProj (main @ 3f78685) picked up by worker-1, attempt 1\n' +
+  '[00:00.000] ==> Step checkout\n' +
+  '[00:00.021] $ git clone --branch main https://github.com/demo/repo DemoProj\n';
+
+const STREAM_EXAMPLE =
+  'retry: 2000\n\n' +
+  'id: 80\ndata: [usine] Build #1 of DemoProj (main @ 3f78685) picked up by worker-1, attempt 1\n\n' +
+  'id: 111\ndata: [00:00.000] ==> Step checkout\n\n' +
+  ': keep-alive\n\n' +
+  'id: 1024\ndata: Build finished: success in 4.37 s\n\n' +
+  'event: end\nid: 1024\ndata: {"status":"success"}\n\n';
+
+const DESCRIPTION = `The build's log, as plain text or as a live stream of server-sent events.
+
+**Plain text** (default): the whole log as \`text/plain; charset=utf-8\`, or with \`?offset=N\` only the bytes after byte N
+(offsets count bytes of the UTF-8 text; past the end the body is empty). \`X-Log-Size\` is the total size, the offset to
+poll from next; \`X-Build-Status\` says when to stop (success, fail, canceled). \`Range: bytes=N-\` works too (206).
+
+**Live stream**: with \`Accept: text/event-stream\` the answer is an event stream that follows the build as it runs:
+\`retry: 2000\` first, then one event per log line, with \`data:\` the line (without its line feed) and \`id:\` the byte
+offset just past it, so \`Last-Event-ID\` (or \`?offset=\`) resumes exactly after it. Only whole lines are sent. When the
+build has finished and every line is sent, a last \`end\` event carries \`{"status": "<status>"}\` (and \`id:\` the log size),
+then the stream closes; a finished build streams its whole log and \`end\` at once. Comment lines (\`: keep-alive\`) are
+sent every SSE_KEEPALIVE_S seconds. A build that goes back to the queue (its worker stopped) keeps its stream open.`;
+
+/** GET /builds/:id/logs: a build's log, plain (with offsets and ranges) or as a live event stream. */
+const routes: FastifyPluginAsyncTypebox = async (fastify) => {
+  const { buildsRepository: builds, buildEvents } = fastify;
+  const keepAliveMs = fastify.config.SSE_KEEPALIVE_S * 1000;
+
+  /** Every open stream, ended on close so that shutdown does not wait for clients that never hang up. */
+  const open = new Set<SseStream>();
+  fastify.addHook('preClose', async () => {
+    for (const sse of open) {
+      sse.comment('server shutting down: reconnect to resume');
+      sse.end();
+    }
+  });
+
+  /** Streams the log of build `id` from byte `from`, as the build runs, until it finishes. */
+  function follow(id: number, from: number, log: { warn(obj: object, msg: string): void }): SseStream {
+    const sse = new SseStream({ keepAliveMs, retryMs: RETRY_MS });
+    let cursor = from;
+    let reading = false;
+    let again = false;
+
+    const pump = async () => {
+      if (!sse.isOpen) return;
+      // One read at a time: an event arriving during a read asks for one more, so no line is sent twice or missed.
+      if (reading) {
+        again = true;
+        return;
+      }
+      reading = true;
+      try {
+        do {
+          again = false;
+          const build = await builds.findById(id);
+          if (!sse.isOpen) return;
+          if (!build) {
+            // Deleted (with its project) while followed: nothing more will come.
+            sse.comment(`build ${id} was deleted`);
+            sse.end();
+            return;
+          }
+          const bytes = logBytes(build.logs);
+          // A finished build's log is complete: a last line without a line feed may be sent too.
+          const final = isTerminal(build.status);
+          const { lines, next } = linesFrom(bytes, cursor, final);
+          for (const line of lines) sse.send({ id: line.end, data: line.text });
+          cursor = next;
+          if (final) {
+            sse.send({ event: 'end', id: bytes.length, data: JSON.stringify({ status: build.status }) });
+            sse.end();
+            return;
+          }
+        } while (again);
+      } catch (error) {
+        // The database hiccuped: the stream stays open and the next event or poll tries again.
+        log.warn({ err: error, build_id: id }, 'could not read a followed build log');
+      } finally {
+        reading = false;
+      }
+    };
+
+    const unsubscribe = buildEvents.subscribe((event) => {
+      if (event.type === 'changed' && event.build_id === id) void pump();
+    });
+    const poll = setInterval(() => void pump(), POLL_MS);
+    open.add(sse);
+    sse.onClose(() => {
+      unsubscribe();
+      clearInterval(poll);
+      open.delete(sse);
+    });
+    // Subscribed first, then read: a change made in between is not lost.
+    void pump();
+    return sse;
+  }
+
+  fastify.get(
+    '/builds/:id/logs',
+    {
+      onRequest: fastify.requireRole('viewer'),
+      schema: {
+        tags: ['builds'],
+        summary: "Get or follow a build's log",
+        description: DESCRIPTION,
+        security: [{ bearerAuth: [] }],
+        params: IdParams,
+        querystring: LogQuery,
+        headers: LogRequestHeaders,
+        response: {
+          200: {
+            description:
+              'The log (or the part after `?offset=`) as plain text; with `Accept: text/event-stream`, a live event stream: ' +
+              'one event per line (`id:` byte offset past the line, `data:` the line), keep-alive comments, and a final ' +
+              '`end` event with `{"status": …}`.',
+            headers: LogHeaders,
+            content: {
+              'text/plain': { schema: TextBody('Log text (UTF-8)', PLAIN_EXAMPLE) },
+              'text/event-stream': {
+                schema: TextBody('Server-sent events, one per log line', STREAM_EXAMPLE),
+              },
+            },
+          },
+          206: {
+            description: 'The requested byte range of the log (`Range: bytes=N-`), with `Content-Range`',
+            headers: {
+              ...LogHeaders,
+              'content-range': Type.String({ description: 'The range sent and the whole size', examples: ['bytes 512-1023/1024'] }),
+            },
+            content: { 'text/plain': { schema: TextBody('Part of the log text', PLAIN_EXAMPLE) } },
+          },
+          ...problemResponses(400, 401, 403, 404, 416),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { id } = request.params;
+      const build = await builds.findById(id);
+      if (!build) throw fastify.httpErrors.notFound(`Build ${id} does not exist`);
+      const bytes = logBytes(build.logs);
+      reply.header('x-build-status', build.status).header('x-log-size', String(bytes.length));
+
+      if (request.method === 'GET' && acceptsEventStream(request.headers.accept)) {
+        const from = request.headers['last-event-id'] ?? request.query.offset ?? 0;
+        const sse = follow(id, from, request.log);
+        return reply.headers(SSE_HEADERS).send(sse.stream);
+      }
+
+      reply.header('cache-control', 'no-cache').header('accept-ranges', 'bytes').type('text/plain; charset=utf-8');
+      const { offset } = request.query;
+      if (offset !== undefined) return sliceFrom(bytes, offset);
+      const range = parseByteRange(request.headers.range, bytes.length);
+      if (range === 'unsatisfiable') {
+        reply.header('content-range', `bytes */${bytes.length}`);
+        throw fastify.httpErrors.rangeNotSatisfiable(`The log has ${bytes.length} bytes: the range starts past its end`);
+      }
+      if (range) {
+        reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${bytes.length}`);
+        return bytes.subarray(range.start, range.end + 1);
+      }
+      return bytes;
+    },
+  );
+};
+
+export default routes;

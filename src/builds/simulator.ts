@@ -1,0 +1,161 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { artifactName } from './artifact.js';
+
+/** A source of uniform numbers in [0, 1). */
+export type Random = () => number;
+
+export const MIN_DURATION_S = 2;
+export const MAX_DURATION_S = 10;
+
+/** The four steps every simulated pipeline runs, in order, with their share of the build's duration. */
+export const STEPS = [
+  { name: 'checkout', share: 0.1 },
+  { name: 'install', share: 0.3 },
+  { name: 'test', share: 0.45 },
+  { name: 'package', share: 0.15 },
+] as const;
+export type StepName = (typeof STEPS)[number]['name'];
+
+/** One log line, due `at_s` simulated seconds after the run starts. */
+export interface PlannedLine {
+  at_s: number;
+  text: string;
+}
+
+export interface RunPlan {
+  outcome: 'success' | 'fail';
+  /** Simulated seconds the run lasts (2–10), whatever BUILD_TIME_SCALE makes of them in wall time. */
+  duration_s: number;
+  /** The step that fails, on a failing run. */
+  failed_step?: StepName;
+  lines: PlannedLine[];
+}
+
+export interface RunSubject {
+  project: { name: string; repo: string };
+  build: { project_id: number; number: number; branch: string; commit_sha: string };
+}
+
+/**
+ * sfc32 seeded from a SHA-256 of the text: the same text always gives the same sequence. Used with
+ * `BUILD_SEED:project:number`, so a build's duration and outcome do not depend on which worker runs it or when.
+ */
+export function seededRandom(seedText: string): Random {
+  const digest = createHash('sha256').update(seedText).digest();
+  let a = digest.readUInt32LE(0);
+  let b = digest.readUInt32LE(4);
+  let c = digest.readUInt32LE(8);
+  let d = digest.readUInt32LE(12);
+  return () => {
+    a >>>= 0;
+    b >>>= 0;
+    c >>>= 0;
+    d >>>= 0;
+    const t = (a + b + d) >>> 0;
+    d = (d + 1) >>> 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) >>> 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) >>> 0;
+    return t / 4294967296;
+  };
+}
+
+/** The random source for one run: reproducible under BUILD_SEED, otherwise fresh. */
+export function randomForRun(seed: string | undefined, build: RunSubject['build']): Random {
+  return seed === undefined ? Math.random : seededRandom(`${seed}:${build.project_id}:${build.number}`);
+}
+
+/** A plausible commit hash for triggers that name none. */
+export const randomCommitSha = () => randomBytes(20).toString('hex');
+
+const round2 = (value: number) => Math.round(value * 100) / 100;
+const between = (random: Random, min: number, max: number) => min + Math.floor(random() * (max - min + 1));
+
+function failingStep(random: Random): StepName {
+  // Tests fail most often, packaging least: roughly what real pipelines see.
+  const roll = random();
+  if (roll < 0.1) return 'checkout';
+  if (roll < 0.35) return 'install';
+  if (roll < 0.9) return 'test';
+  return 'package';
+}
+
+/**
+ * Plans a whole run up front: duration, outcome (BUILD_FAIL_RATE), the failing step and every log line with the
+ * simulated second it is due. Pure: a seeded random source gives the same plan every time.
+ */
+export function planRun(subject: RunSubject, failRate: number, random: Random): RunPlan {
+  const { build, project } = subject;
+  const duration_s = round2(MIN_DURATION_S + random() * (MAX_DURATION_S - MIN_DURATION_S));
+  const outcome = random() < failRate ? 'fail' : 'success';
+  const failed_step = outcome === 'fail' ? failingStep(random) : undefined;
+  const packages = between(random, 80, 900);
+  const suites = between(random, 3, 9);
+  const testsPerSuite = between(random, 4, 20);
+  const totalTests = suites * testsPerSuite;
+  // Failures all land in the last suite, so there can be no more of them than it has tests.
+  const failedTests = failed_step === 'test' ? between(random, 1, Math.max(1, Math.floor(testsPerSuite / 2))) : 0;
+  const shortSha = build.commit_sha.slice(0, 7);
+
+  const lines: PlannedLine[] = [];
+  let start = 0;
+  for (const step of STEPS) {
+    const length = duration_s * step.share;
+    const at = (fraction: number) => round2(start + length * fraction);
+    const say = (fraction: number, text: string) => lines.push({ at_s: at(fraction), text });
+    const fails = failed_step === step.name;
+    say(0, `==> Step ${step.name}`);
+    if (step.name === 'checkout') {
+      say(0.05, `$ git clone --branch ${build.branch} ${project.repo} ${project.name}`);
+      if (fails) {
+        say(0.6, `fatal: could not read from remote repository ${project.repo}: connection reset by peer`);
+      } else {
+        say(0.6, `$ git checkout ${build.commit_sha}`);
+        say(0.95, `HEAD is now at ${shortSha} on ${build.branch}`);
+      }
+    } else if (step.name === 'install') {
+      say(0.05, '$ npm ci');
+      if (fails) say(0.7, 'npm error code ETARGET: no matching version found for left-pad@^9.9.9');
+      else say(0.95, `added ${packages} packages in ${round2(length)}s`);
+    } else if (step.name === 'test') {
+      say(0.02, '$ npm test');
+      for (let suite = 1; suite <= suites; suite++) {
+        const failedHere = suite === suites ? failedTests : 0;
+        const mark = failedHere > 0 ? '✗' : '✓';
+        say((suite / suites) * 0.9, `${mark} suite ${suite}/${suites}: ${testsPerSuite - failedHere} passed, ${failedHere} failed`);
+      }
+      say(0.97, `Tests: ${totalTests - failedTests} passed, ${failedTests} failed, ${totalTests} total`);
+    } else {
+      say(0.05, `$ tar -czf ${artifactName(project.name, build.number)} build-info.json build.log`);
+      if (fails) say(0.8, 'tar: write error: no space left on device');
+    }
+    if (fails) {
+      const why =
+        step.name === 'test'
+          ? `${failedTests} of ${totalTests} tests failed`
+          : step.name === 'install'
+            ? 'a dependency could not be resolved'
+            : step.name === 'checkout'
+              ? 'the repository could not be fetched'
+              : 'the artifact could not be written';
+      say(1, `✗ Step ${step.name} failed: ${why}`);
+      break;
+    }
+    say(1, `✓ Step ${step.name} passed`);
+    start += length;
+  }
+  return { outcome, duration_s, failed_step, lines };
+}
+
+/** `[mm:ss.SSS]`: the simulated time since the run started, at the head of each step line. */
+export function formatLine(line: PlannedLine): string {
+  const ms = Math.round(line.at_s * 1000);
+  const minutes = String(Math.floor(ms / 60_000)).padStart(2, '0');
+  const seconds = String(Math.floor((ms % 60_000) / 1000)).padStart(2, '0');
+  return `[${minutes}:${seconds}.${String(ms % 1000).padStart(3, '0')}] ${line.text}\n`;
+}
+
+/** The run's last line, written with the terminal status: exactly one per completed run. */
+export const finishedLine = (outcome: 'success' | 'fail', duration_s: number) =>
+  `Build finished: ${outcome} in ${duration_s} s\n`;

@@ -1,0 +1,65 @@
+import { and, asc, eq } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
+
+export interface NewArtifact {
+  name: string;
+  content_type: string;
+  content: Buffer;
+  size_bytes: number;
+  sha256: string;
+}
+
+/**
+ * Artifacts live in the database (they are a few kilobytes), so every replica serves them without shared storage.
+ * Only a successful build's artifacts are visible: a worker stores the file before it marks the build successful,
+ * and a build that never gets there (lost lease, cancel) keeps its row hidden.
+ */
+export function createArtifactsRepository({ db, tables }: Database) {
+  const { artifacts, builds } = tables;
+  const metadata = {
+    name: artifacts.name,
+    content_type: artifacts.content_type,
+    size_bytes: artifacts.size_bytes,
+    sha256: artifacts.sha256,
+    created_at: artifacts.created_at,
+  };
+  const ofSuccessfulBuild = (buildId: number) =>
+    and(eq(artifacts.build_id, buildId), eq(builds.status, 'success'));
+
+  return {
+    /** Stores (or, for a build run again after a take-over, replaces) one artifact of a build. */
+    async save(buildId: number, artifact: NewArtifact) {
+      const rows = await db
+        .insert(artifacts)
+        .values({ build_id: buildId, ...artifact })
+        .onConflictDoUpdate({
+          target: [artifacts.build_id, artifacts.name],
+          set: { ...artifact },
+        })
+        .returning(metadata);
+      return rows[0];
+    },
+
+    /** Metadata of a successful build's artifacts, by name. */
+    async listForBuild(buildId: number) {
+      return db
+        .select(metadata)
+        .from(artifacts)
+        .innerJoin(builds, eq(builds.id, artifacts.build_id))
+        .where(ofSuccessfulBuild(buildId))
+        .orderBy(asc(artifacts.name));
+    },
+
+    /** One artifact with its bytes, if the build succeeded and has a file of exactly that name. */
+    async find(buildId: number, name: string) {
+      const rows = await db
+        .select({ ...metadata, content: artifacts.content })
+        .from(artifacts)
+        .innerJoin(builds, eq(builds.id, artifacts.build_id))
+        .where(and(ofSuccessfulBuild(buildId), eq(artifacts.name, name)));
+      return rows[0];
+    },
+  };
+}
+
+export type ArtifactsRepository = ReturnType<typeof createArtifactsRepository>;
