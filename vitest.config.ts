@@ -1,9 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 import { postgresAnswers, testDatabaseUrl } from './test/pg-available.js';
 
 /**
  * The same test files run twice: once on SQLite and once on PostgreSQL (TEST_DB tells test/helper.ts which).
  * Without a reachable PostgreSQL the second half is skipped loudly, except under CI=true where it fails.
+ * Files named `*.pg.test.ts` need PostgreSQL itself (several processes on one database): only the pg half runs them.
  */
 export default defineConfig(async () => {
   const url = testDatabaseUrl();
@@ -15,7 +16,11 @@ export default defineConfig(async () => {
   }
   const project = (name: 'sqlite' | 'pg') => ({
     extends: true as const,
-    test: { name, env: { TEST_DB: name } },
+    test: {
+      name,
+      env: { TEST_DB: name },
+      ...(name === 'sqlite' ? { exclude: [...configDefaults.exclude, 'test/**/*.pg.test.ts'] } : {}),
+    },
   });
   return {
     test: {
