@@ -125,12 +125,32 @@ export async function waitReady(server: ServerProcess, timeoutMs = 30_000): Prom
   throw new Error(`${server.name} was not ready within ${timeoutMs} ms:\n${server.output()}`);
 }
 
+/**
+ * Spawns one server on a free port (or `port`) and waits until it is ready (a loaded box may need more than the 30 s
+ * default: `readyTimeoutMs`); kills it if it never gets there.
+ */
+export async function startServer(name: string, env: Record<string, string>, port?: number, readyTimeoutMs?: number): Promise<ServerProcess> {
+  const server = spawnServer({ name, port: port ?? (await freePorts(1))[0]!, env });
+  try {
+    await waitReady(server, readyTimeoutMs);
+  } catch (error) {
+    await stopServer(server, 1000);
+    throw error;
+  }
+  return server;
+}
+
 /** Spawns `count` servers with the same settings on distinct free ports and waits until every one is ready. */
-export async function startServers(count: number, env: Record<string, string>, prefix = 'server'): Promise<ServerProcess[]> {
+export async function startServers(
+  count: number,
+  env: Record<string, string>,
+  prefix = 'server',
+  readyTimeoutMs?: number,
+): Promise<ServerProcess[]> {
   const ports = await freePorts(count);
   const servers = ports.map((port, index) => spawnServer({ name: `${prefix}-${index + 1}`, port, env }));
   try {
-    await Promise.all(servers.map((server) => waitReady(server)));
+    await Promise.all(servers.map((server) => waitReady(server, readyTimeoutMs)));
   } catch (error) {
     await Promise.all(servers.map((server) => stopServer(server, 1000)));
     throw error;
