@@ -4,9 +4,12 @@ import autoload from '@fastify/autoload';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
 import { pathOf, problem, sendProblem, toProblem } from './http/problem.js';
+import { Artifact } from './schemas/artifact.js';
+import { TokenPair } from './schemas/auth.js';
 import { Build } from './schemas/build.js';
 import { Problem } from './schemas/problem.js';
 import { Project } from './schemas/project.js';
+import { ServiceStatus } from './schemas/status.js';
 import { User } from './schemas/user.js';
 
 declare module 'fastify' {
@@ -28,7 +31,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export default async function usineApp(fastify: FastifyInstance, { config }: AppOptions): Promise<void> {
   fastify.decorate('config', config);
 
-  for (const schema of [Problem, Build, Project, User]) fastify.addSchema(schema);
+  // Shared schemas: referenced with ref() and named after their $id under the OpenAPI document's components.schemas.
+  for (const schema of [Problem, Build, Project, User, TokenPair, Artifact, ServiceStatus]) fastify.addSchema(schema);
 
   // JSON is the only body format: anything else (text/plain included) is a 415, not a validation error.
   fastify.removeContentTypeParser('text/plain');

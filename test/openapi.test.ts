@@ -2,8 +2,7 @@ import type { FastifyInstance, HTTPMethods } from 'fastify';
 import type { OpenAPIV3 } from 'openapi-types';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { testDb, useTestApp } from './helper.js';
-
-const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
+import { deref, documentedOperations as listOperations, DocumentValidator, firstExample, isRef } from './openapi-support.js';
 
 /** What the seed and the design's core require to be there and documented. */
 const REQUIRED_OPERATIONS = [
@@ -62,18 +61,8 @@ function servedOperations(app: FastifyInstance): Set<string> {
 }
 
 function documentedOperations(document: OpenAPIV3.Document): Map<string, OpenAPIV3.OperationObject> {
-  const operations = new Map<string, OpenAPIV3.OperationObject>();
-  for (const [path, item] of Object.entries(document.paths)) {
-    for (const method of METHODS) {
-      const operation = item?.[method];
-      if (operation) operations.set(`${method.toUpperCase()} ${path}`, operation);
-    }
-  }
-  return operations;
+  return new Map(listOperations(document).map(({ key, operation }) => [key, operation]));
 }
-
-const isRef = (value: unknown): value is OpenAPIV3.ReferenceObject =>
-  typeof value === 'object' && value !== null && '$ref' in value;
 
 describe(`OpenAPI document (${testDb})`, () => {
   const ctx = useTestApp();
@@ -219,8 +208,10 @@ describe(`OpenAPI document (${testDb})`, () => {
     }
     const cancel = operations.get('POST /builds/{id}/cancel')?.responses;
     expect(Object.keys(cancel ?? {})).toEqual(expect.arrayContaining(['200', '404', '409']));
-    const status = (operations.get('GET /status')?.responses['200'] as OpenAPIV3.ResponseObject | undefined)?.content?.['application/json']
-      ?.schema as OpenAPIV3.SchemaObject | undefined;
+    const status = deref(
+      document,
+      (operations.get('GET /status')?.responses['200'] as OpenAPIV3.ResponseObject | undefined)?.content?.['application/json']?.schema,
+    );
     expect(Object.keys(status?.properties ?? {})).toEqual(expect.arrayContaining(['status', 'version', 'uptime_s', 'db', 'time', 'queue', 'workers']));
   });
 
@@ -233,6 +224,185 @@ describe(`OpenAPI document (${testDb})`, () => {
     };
     expect(bodyExample('POST /login')).toEqual({ username: 'admin', password: 'admin123' });
     expect(bodyExample('POST /projects')).toEqual({ name: 'DemoProj', repo: 'https://github.com/demo/repo' });
+  });
+});
+
+/** Every schema of an operation, with where it sits: parameters, body, responses and their headers. */
+function operationSchemas(op: string, operation: OpenAPIV3.OperationObject): [string, unknown][] {
+  const found: [string, unknown][] = [];
+  for (const parameter of operation.parameters ?? []) {
+    if (!isRef(parameter)) found.push([`${op} ${parameter.in} parameter ${parameter.name}`, parameter.schema]);
+  }
+  const body = operation.requestBody as OpenAPIV3.RequestBodyObject | undefined;
+  for (const [type, media] of Object.entries(body?.content ?? {})) found.push([`${op} body ${type}`, media.schema]);
+  for (const [code, response] of Object.entries(operation.responses)) {
+    if (isRef(response)) continue;
+    for (const [type, media] of Object.entries(response.content ?? {})) found.push([`${op} ${code} ${type}`, media.schema]);
+    for (const [name, header] of Object.entries(response.headers ?? {})) {
+      if (!isRef(header)) found.push([`${op} ${code} header ${name}`, header.schema]);
+    }
+  }
+  return found;
+}
+
+/** Calls `visit` on a schema and every schema under it (properties, items, unions), with a readable path. */
+function walkSchema(where: string, schema: unknown, visit: (where: string, schema: OpenAPIV3.SchemaObject) => void): void {
+  if (typeof schema !== 'object' || schema === null || isRef(schema)) return;
+  const s = schema as OpenAPIV3.SchemaObject;
+  visit(where, s);
+  for (const [name, property] of Object.entries(s.properties ?? {})) walkSchema(`${where}.${name}`, property, visit);
+  if (s.type === 'array') walkSchema(`${where}[]`, s.items, visit);
+  if (typeof s.additionalProperties === 'object') walkSchema(`${where}{}`, s.additionalProperties, visit);
+  for (const key of ['allOf', 'anyOf', 'oneOf'] as const) s[key]?.forEach((member, i) => walkSchema(`${where}.${key}[${i}]`, member, visit));
+}
+
+describe(`OpenAPI document, completeness (${testDb})`, () => {
+  const ctx = useTestApp();
+  let document: OpenAPIV3.Document;
+  let operations: Map<string, OpenAPIV3.OperationObject>;
+  /** Every schema of the document with where it sits: components first, then each operation's. */
+  let schemas: [string, unknown][];
+
+  beforeAll(async () => {
+    const response = await ctx.app.inject({ method: 'GET', url: '/apidocs/json' });
+    document = response.json<OpenAPIV3.Document>();
+    operations = documentedOperations(document);
+    schemas = [
+      ...Object.entries(document.components?.schemas ?? {}).map(([name, schema]): [string, unknown] => [name, schema]),
+      ...Object.entries(document.components?.headers ?? {}).map(([name, header]): [string, unknown] => [
+        `header ${name}`,
+        (header as OpenAPIV3.HeaderObject).schema,
+      ]),
+      ...[...operations].flatMap(([op, operation]) => operationSchemas(op, operation)),
+    ];
+  });
+
+  it('names every operation with a unique operationId', () => {
+    const ids = [...operations.values()].map((operation) => operation.operationId);
+    for (const [op, operation] of operations) expect(operation.operationId, op).toMatch(/^[a-z][A-Za-z]+$/);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('describes every tag, every parameter and every field of every schema', () => {
+    for (const tag of document.tags ?? []) expect(tag.description?.trim(), `tag ${tag.name}`).toBeTruthy();
+    const used = new Set([...operations.values()].flatMap((operation) => operation.tags ?? []));
+    expect([...used].sort()).toEqual((document.tags ?? []).map((tag) => tag.name).sort());
+
+    const undescribed: string[] = [];
+    for (const [op, operation] of operations) {
+      for (const parameter of operation.parameters ?? []) {
+        if (!isRef(parameter) && !parameter.description?.trim()) undescribed.push(`${op} ${parameter.in} parameter ${parameter.name}`);
+      }
+      for (const [code, response] of Object.entries(operation.responses)) {
+        if (isRef(response)) continue;
+        for (const [name, header] of Object.entries(response.headers ?? {})) {
+          if (!isRef(header) && !header.description?.trim()) undescribed.push(`${op} ${code} header ${name}`);
+        }
+      }
+    }
+    for (const [where, schema] of schemas) {
+      walkSchema(where, schema, (path, s) => {
+        for (const [name, property] of Object.entries(s.properties ?? {})) {
+          if (!isRef(property) && !property.description?.trim()) undescribed.push(`${path}.${name}`);
+        }
+      });
+    }
+    expect(undescribed).toEqual([]);
+  });
+
+  it('gives every example a value its schema accepts', () => {
+    const validator = new DocumentValidator(document);
+    const wrong: string[] = [];
+    let checked = 0;
+    const check = (where: string, schema: unknown, value: unknown) => {
+      checked++;
+      const errors = validator.errors(schema ?? {}, value);
+      if (errors) wrong.push(`${where}: ${JSON.stringify(value)?.slice(0, 120)}: ${errors}`);
+    };
+    for (const [where, schema] of schemas) {
+      walkSchema(where, schema, (path, s) => {
+        if (s.example !== undefined) check(path, s, s.example);
+      });
+    }
+    for (const [op, operation] of operations) {
+      const holders: [string, { schema?: unknown; example?: unknown; examples?: Record<string, unknown> }][] = [];
+      for (const parameter of operation.parameters ?? []) if (!isRef(parameter)) holders.push([`${op} ${parameter.name}`, parameter]);
+      const body = operation.requestBody as OpenAPIV3.RequestBodyObject | undefined;
+      for (const [type, media] of Object.entries(body?.content ?? {})) holders.push([`${op} body ${type}`, media]);
+      for (const [code, response] of Object.entries(operation.responses)) {
+        if (isRef(response)) continue;
+        for (const [type, media] of Object.entries(response.content ?? {})) holders.push([`${op} ${code} ${type}`, media]);
+      }
+      for (const [where, holder] of holders) {
+        if (holder.example !== undefined) check(where, holder.schema, holder.example);
+        for (const [name, example] of Object.entries(holder.examples ?? {})) {
+          check(`${where} example ${name}`, holder.schema, (example as OpenAPIV3.ExampleObject).value);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+    expect(checked).toBeGreaterThan(50);
+  });
+
+  it('gives every request a complete example: each parameter and each body', () => {
+    const missing: string[] = [];
+    for (const [op, operation] of operations) {
+      for (const parameter of operation.parameters ?? []) {
+        if (!isRef(parameter) && !firstExample(document, parameter).found) missing.push(`${op} ${parameter.in} parameter ${parameter.name}`);
+      }
+      const body = operation.requestBody as OpenAPIV3.RequestBodyObject | undefined;
+      const media = body?.content['application/json'];
+      // An optional body that accepts nothing but `{}` (cancel, retry) needs no example.
+      const schema = deref(document, media?.schema);
+      const trivial = schema?.type === 'object' && Object.keys(schema.properties ?? {}).length === 0;
+      if (media && !trivial && !firstExample(document, media).found) missing.push(`${op} body`);
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it('documents the statuses that come from outside the handler: 400, 401, 429, 500, 503', () => {
+    const missing: string[] = [];
+    const expectStatus = (op: string, operation: OpenAPIV3.OperationObject, code: string, why: string) => {
+      if (!operation.responses[code]) missing.push(`${op}: no ${code} (${why})`);
+    };
+    for (const [op, operation] of operations) {
+      const input = (operation.parameters ?? []).some((p) => !isRef(p) && p.in !== 'header') || operation.requestBody !== undefined;
+      if (input) expectStatus(op, operation, '400', 'it takes input');
+      if ((operation.security ?? []).length > 0) expectStatus(op, operation, '401', 'it needs a token');
+      expectStatus(op, operation, '500', 'any operation may fail');
+      if (op !== 'GET /health/live') expectStatus(op, operation, '503', 'load shedding or the database');
+      if (!['GET /health/live', 'GET /health/ready', 'GET /metrics'].includes(op)) expectStatus(op, operation, '429', 'rate limited');
+      // 204 and 304 carry no body: no media type.
+      for (const code of ['204', '304']) {
+        const response = operation.responses[code] as OpenAPIV3.ResponseObject | undefined;
+        if (response?.content) missing.push(`${op}: ${code} lists content`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it('says explicitly that public operations need no credentials (security: [])', () => {
+    for (const op of PUBLIC_OPERATIONS) expect(operations.get(op)?.security, op).toEqual([]);
+    for (const [op, operation] of operations) expect(operation.security, op).toBeDefined();
+  });
+
+  it('names the shared schemas after themselves and references them rather than copying them', () => {
+    const names = Object.keys(document.components?.schemas ?? {});
+    expect(names).toEqual(expect.arrayContaining(['Artifact', 'Build', 'Problem', 'Project', 'ServiceStatus', 'TokenPair', 'User']));
+    for (const name of names) expect((document.components?.schemas?.[name] as OpenAPIV3.SchemaObject).title, name).toBe(name);
+    const text = JSON.stringify(document.paths);
+    for (const name of names) expect(text, `${name} is referenced from some operation`).toContain(`"#/components/schemas/${name}"`);
+  });
+
+  it('is OpenAPI 3.0 throughout: no JSON Schema `examples` arrays or `const` in schemas', () => {
+    const foreign: string[] = [];
+    for (const [where, schema] of schemas) {
+      walkSchema(where, schema, (path, s) => {
+        if ('examples' in s) foreign.push(`${path}: examples`);
+        if ('const' in s) foreign.push(`${path}: const`);
+      });
+    }
+    expect(foreign).toEqual([]);
   });
 });
 

@@ -30,7 +30,15 @@ export default fp(
     await fastify.register(jwt, {
       secret: JWT_SECRET,
       sign: { algorithm: 'HS256', iss: JWT_ISSUER, aud: JWT_AUDIENCE, expiresIn: `${ACCESS_TOKEN_TTL}s` },
-      verify: { algorithms: ['HS256'], allowedIss: JWT_ISSUER, allowedAud: JWT_AUDIENCE, requiredClaims: ['sub', 'exp', 'iss', 'aud'] },
+      // `cache`: a token already verified is not re-hashed (fast-jwt keeps its result until the token expires);
+      // revocation does not depend on it: the caller and the session are re-read on every request.
+      verify: {
+        algorithms: ['HS256'],
+        allowedIss: JWT_ISSUER,
+        allowedAud: JWT_AUDIENCE,
+        requiredClaims: ['sub', 'exp', 'iss', 'aud'],
+        cache: true,
+      },
     });
   },
   { name: 'jwt' },

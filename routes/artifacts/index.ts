@@ -1,13 +1,15 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { ArtifactList, ArtifactName } from '../../src/schemas/artifact.js';
-import { IdParams } from '../../src/schemas/common.js';
+import { idParams } from '../../src/schemas/common.js';
 import { Empty, problemResponses } from '../../src/schemas/responses.js';
 
 /** A stored artifact never changes (its build succeeded once and for all; ids are never reused). */
 const CACHE_CONTROL = 'private, max-age=31536000, immutable';
 
+const BuildIdParams = idParams('Build identifier');
+
 const ArtifactParams = Type.Object({
-  id: IdParams.properties.id,
+  id: BuildIdParams.properties.id,
   name: ArtifactName,
 });
 
@@ -54,13 +56,14 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canRead,
       schema: {
         tags: ['builds'],
+        operationId: 'listBuildArtifacts',
         summary: "List a build's artifacts",
         description:
           'The files a build produced, with their size and SHA-256. A successful build has one, ' +
           '`<project-slug>-<build number>.tar.gz` (holding `build-info.json` and `build.log`); a build that did not ' +
           'succeed (yet) has none.',
         security,
-        params: IdParams,
+        params: BuildIdParams,
         response: { 200: ArtifactList, ...problemResponses(400, 401, 403, 404) },
       },
     },
@@ -78,6 +81,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canRead,
       schema: {
         tags: ['builds'],
+        operationId: 'downloadBuildArtifact',
         summary: 'Download an artifact',
         description:
           'The file itself (`application/gzip`). Its `ETag` is its SHA-256: send it back in `If-None-Match` to get a ' +

@@ -1,9 +1,11 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { enqueueBuild } from '../../src/builds/enqueue.js';
 import { Build } from '../../src/schemas/build.js';
-import { IdParams, LocationHeader } from '../../src/schemas/common.js';
+import { BuildLocationHeader, idParams } from '../../src/schemas/common.js';
 import { ref } from '../../src/schemas/ref.js';
-import { problemResponses } from '../../src/schemas/responses.js';
+import { BODY_ERRORS, problemResponses } from '../../src/schemas/responses.js';
+
+const BuildIdParams = idParams('Build identifier');
 
 /** POST /builds/:id/cancel and /builds/:id/retry: the moves a user makes on an existing build. */
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -25,14 +27,15 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canWrite,
       schema: {
         tags: ['builds'],
+        operationId: 'cancelBuild',
         summary: 'Cancel a build',
         description:
           'Moves a queued or running build to `canceled` and logs who did it; a running build stops within one second ' +
           '(of simulated time). A build that already finished cannot be canceled: 409.',
         security,
-        params: IdParams,
+        params: BuildIdParams,
         body: NoBody,
-        response: { 200: { ...ref(Build), description: 'The canceled build' }, ...problemResponses(400, 401, 403, 404, 409) },
+        response: { 200: { ...ref(Build), description: 'The canceled build' }, ...problemResponses(401, 403, 404, 409, ...BODY_ERRORS) },
       },
     },
     async (request) => {
@@ -54,17 +57,18 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canWrite,
       schema: {
         tags: ['builds'],
+        operationId: 'retryBuild',
         summary: 'Retry a build',
         description:
           'Queues a new build of the same project, branch and commit, with `retry_of` naming this one. Only finished ' +
           'builds (success, fail, canceled) can be retried: 409 while the build is queued or running. ' +
           'The project queue limit applies (429).',
         security,
-        params: IdParams,
+        params: BuildIdParams,
         body: NoBody,
         response: {
-          201: { ...ref(Build), description: 'The new, queued build', headers: LocationHeader },
-          ...problemResponses(400, 401, 403, 404, 409, 429),
+          201: { ...ref(Build), description: 'The new, queued build', headers: BuildLocationHeader },
+          ...problemResponses(401, 403, 404, 409, 429, ...BODY_ERRORS),
         },
       },
     },

@@ -4,7 +4,7 @@ import { linesFrom, logBytes, parseByteRange, sliceFrom } from '../../src/builds
 import { acceptsEventStream, SSE_HEADERS, SseStream } from '../../src/http/sse.js';
 import { isTerminal } from '../../src/repositories/builds.js';
 import { BUILD_STATUSES } from '../../src/schemas/build.js';
-import { IdParams } from '../../src/schemas/common.js';
+import { idParams } from '../../src/schemas/common.js';
 import { problemResponses } from '../../src/schemas/responses.js';
 
 /** How often an open stream re-reads its build even without an event (an event lost to a reconnect must not stall it). */
@@ -169,10 +169,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       onRequest: fastify.requireRole('viewer'),
       schema: {
         tags: ['builds'],
+        operationId: 'getBuildLogs',
         summary: "Get or follow a build's log",
         description: DESCRIPTION,
         security: [{ bearerAuth: [] }],
-        params: IdParams,
+        params: idParams('Build identifier'),
         querystring: LogQuery,
         headers: LogRequestHeaders,
         response: {

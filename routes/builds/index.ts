@@ -1,13 +1,16 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { enqueueBuild } from '../../src/builds/enqueue.js';
 import { randomCommitSha } from '../../src/builds/simulator.js';
-import { paginationLinks } from '../../src/http/pagination.js';
+import { decodeCursor, encodeCursor, paginationLinks } from '../../src/http/pagination.js';
 import { Build, BuildStatus, CommitSha } from '../../src/schemas/build.js';
-import { IdParams, LocationHeader } from '../../src/schemas/common.js';
+import { BuildLocationHeader, idParams } from '../../src/schemas/common.js';
 import { LinkHeader, PageFields, PageQuery, pageParams } from '../../src/schemas/pagination.js';
 import { BranchName } from '../../src/schemas/project.js';
 import { ref } from '../../src/schemas/ref.js';
 import { BODY_ERRORS, problemResponses } from '../../src/schemas/responses.js';
+
+const ProjectIdParams = idParams('Project identifier');
+const BuildIdParams = idParams('Build identifier');
 
 const TriggerBody = Type.Union(
   [
@@ -36,14 +39,21 @@ const IdempotencyHeaders = Type.Object({
 });
 
 const TriggerHeaders = {
-  ...LocationHeader,
+  ...BuildLocationHeader,
   'idempotent-replayed': Type.Optional(
     Type.Literal('true', { description: 'Present when an Idempotency-Key was replayed: the build is the one created the first time' }),
   ),
 };
 
 const BuildList = Type.Object(
-  { items: Type.Array(ref(Build), { description: 'Builds on this page, newest first' }), ...PageFields },
+  {
+    items: Type.Array(ref(Build), { description: 'Builds on this page, newest first' }),
+    ...PageFields,
+    next_cursor: Type.Union([Type.String(), Type.Null()], {
+      description: 'Pass as `?cursor=` for the next page (the `next` link carries it too); null on the last page',
+      examples: ['bjk5OTk4MQ'],
+    }),
+  },
   { description: 'A page of builds' },
 );
 
@@ -52,6 +62,17 @@ const BuildListQuery = Type.Composite([
   Type.Object({
     status: Type.Optional({ ...BuildStatus, description: 'Only builds with this status' }),
     branch: Type.Optional({ ...BranchName, description: 'Only builds of this branch' }),
+    cursor: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 32,
+        pattern: '^[A-Za-z0-9_-]+$',
+        description:
+          'Opaque keyset cursor from a previous page\'s `next_cursor` (or its `next` link): the builds after that page, ' +
+          'as fast on the millionth build as on the first. Wins over `page`; `total` stays exact',
+        examples: ['bjk5OTk4MQ'],
+      }),
+    ),
   }),
 ]);
 
@@ -60,8 +81,9 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const canWrite = { onRequest: fastify.requireRole('maintainer') };
   const security = [{ bearerAuth: [] }];
 
-  const triggerSchema = (summary: string) => ({
+  const triggerSchema = (summary: string, operationId: string) => ({
     tags: ['builds'],
+    operationId,
     summary,
     description:
       'Queues a build of the project and answers at once with the queued build (201, `Location: /builds/{id}`): a ' +
@@ -71,7 +93,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       'the build the first one created (header `Idempotent-Replayed: true`) instead of queuing another. A project ' +
       'may hold BUILD_QUEUE_LIMIT queued builds: beyond that the answer is 429.',
     security,
-    params: IdParams,
+    params: ProjectIdParams,
     headers: IdempotencyHeaders,
     body: TriggerBody,
     response: {
@@ -80,13 +102,13 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
   });
 
-  for (const [path, summary] of [
-    ['/projects/:id/build', 'Trigger a build (seed path)'],
-    ['/projects/:id/builds', 'Trigger a build'],
+  for (const [path, summary, operationId] of [
+    ['/projects/:id/build', 'Trigger a build (seed path)', 'triggerBuildSeedPath'],
+    ['/projects/:id/builds', 'Trigger a build', 'triggerBuild'],
   ] as const) {
-    fastify.post(path, { ...canWrite, schema: triggerSchema(summary) }, async (request, reply) => {
+    fastify.post(path, { ...canWrite, schema: triggerSchema(summary, operationId) }, async (request, reply) => {
       const { id } = request.params;
-      const project = await fastify.projectsRepository.findById(id);
+      const project = await fastify.projectsRepository.findPlainById(id);
       if (!project) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
       const { build, replayed } = await enqueueBuild(
         fastify,
@@ -114,22 +136,33 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canRead,
       schema: {
         tags: ['builds'],
+        operationId: 'listProjectBuilds',
         summary: "List a project's builds",
         description: 'A page of builds, newest first, optionally filtered by status and branch.',
         security,
-        params: IdParams,
+        params: ProjectIdParams,
         querystring: BuildListQuery,
         response: { 200: { ...BuildList, headers: LinkHeader }, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request, reply) => {
       const { id } = request.params;
-      const { status, branch } = request.query;
-      const { page, perPage } = pageParams(request.query);
-      if (!(await fastify.projectsRepository.findById(id))) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
-      const { items, total } = await fastify.buildsRepository.listForProject({ projectId: id, page, perPage, status, branch });
-      reply.header('link', paginationLinks(request.url, { page, perPage, total }));
-      return { items, page, per_page: perPage, total };
+      const { status, branch, cursor } = request.query;
+      const { page: requestedPage, perPage } = pageParams(request.query);
+      const before = cursor === undefined ? undefined : decodeCursor(cursor);
+      if (cursor !== undefined && before === undefined) throw fastify.httpErrors.badRequest('cursor is not one this service gave out');
+      if (!(await fastify.projectsRepository.exists(id))) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
+      const { items, page, total, nextBefore } = await fastify.buildsRepository.listForProject({
+        projectId: id,
+        page: requestedPage,
+        perPage,
+        status,
+        branch,
+        before,
+      });
+      const next_cursor = nextBefore === null ? null : encodeCursor(nextBefore);
+      reply.header('link', paginationLinks(request.url, { page, perPage, total, nextCursor: next_cursor }));
+      return { items, page, per_page: perPage, total, next_cursor };
     },
   );
 
@@ -139,10 +172,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canRead,
       schema: {
         tags: ['builds'],
+        operationId: 'getBuild',
         summary: 'Get a build',
         description: 'One build, with its status, timings and logs.',
         security,
-        params: IdParams,
+        params: BuildIdParams,
         response: { 200: ref(Build), ...problemResponses(400, 401, 403, 404) },
       },
     },

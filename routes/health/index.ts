@@ -76,6 +76,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       config: probeConfig,
       schema: {
         tags: ['monitoring'],
+        operationId: 'getLiveness',
         summary: 'Liveness probe',
         description:
           'Answers 200 `{"status":"ok"}` as long as the process can answer at all; it does not touch the database, so a ' +
@@ -92,6 +93,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       config: probeConfig,
       schema: {
         tags: ['monitoring'],
+        operationId: 'getReadiness',
         summary: 'Readiness probe',
         description:
           'Answers 200 when this process should receive traffic: the database answers a query, the migrations this ' +

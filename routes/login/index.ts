@@ -1,13 +1,15 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TokenPair } from '../../src/schemas/auth.js';
+import { NO_CONTROL_CHARACTERS } from '../../src/schemas/common.js';
+import { ref } from '../../src/schemas/ref.js';
 import { BODY_ERRORS, problemResponses } from '../../src/schemas/responses.js';
 
 const LoginBody = Type.Object(
   {
-    username: Type.String({ minLength: 1, maxLength: 64, description: 'Username', examples: ['admin'] }),
-    password: Type.String({ minLength: 1, maxLength: 1024, description: 'Password', examples: ['admin123'] }),
+    username: Type.String({ minLength: 1, maxLength: 64, pattern: NO_CONTROL_CHARACTERS, description: 'Login name', examples: ['admin'] }),
+    password: Type.String({ minLength: 1, maxLength: 1024, description: 'The password (never stored: only its argon2id hash is)', examples: ['admin123'] }),
   },
-  { additionalProperties: false, examples: [{ username: 'admin', password: 'admin123' }] },
+  { additionalProperties: false, description: 'Credentials', examples: [{ username: 'admin', password: 'admin123' }] },
 );
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -17,6 +19,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       onRequest: fastify.loginThrottle.perIp, preHandler: fastify.loginThrottle.perUsername, // brute force → 429 (plugins/app/login-throttle.ts)
       schema: {
         tags: ['auth'],
+        operationId: 'login',
         summary: 'Log in',
         description:
           'Exchanges a username and password for a bearer access token valid `expires_in` seconds (30 minutes by default) ' +
@@ -24,7 +27,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           'exchanges for new ones. Each login starts its own session, which `POST /logout` ends. ' +
           'Wrong username and wrong password are indistinguishable, in body and in timing.',
         body: LoginBody,
-        response: { 200: TokenPair, ...problemResponses(401, 429, 503, ...BODY_ERRORS) },
+        response: { 200: { ...ref(TokenPair), description: 'Logged in: the tokens of a new session' }, ...problemResponses(401, 429, 503, ...BODY_ERRORS) },
       },
     },
     async (request) => {

@@ -10,6 +10,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       onRequest: fastify.requireRole('viewer'),
       schema: {
         tags: ['users'],
+        operationId: 'getMe',
         summary: 'Who am I',
         description:
           'The caller, as the database says now: a role changed since the token was issued shows here (and applies) at once. Any role.',

@@ -40,6 +40,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       config: { rateLimit: false },
       schema: {
         tags: ['monitoring'],
+        operationId: 'getMetrics',
         summary: 'Prometheus metrics',
         description:
           'Metrics in the Prometheus text format, for a scraper: HTTP request durations and counts by route and status, ' +

@@ -1,10 +1,12 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { paginationLinks } from '../../src/http/pagination.js';
-import { IdParams, LocationHeader } from '../../src/schemas/common.js';
+import { idParams, LocationHeader, NO_CONTROL_CHARACTERS } from '../../src/schemas/common.js';
 import { LinkHeader, PageFields, PageQuery, pageParams } from '../../src/schemas/pagination.js';
 import { BranchName, Project, ProjectName, RepoUrl } from '../../src/schemas/project.js';
 import { ref } from '../../src/schemas/ref.js';
 import { BODY_ERRORS, Empty, problemResponses } from '../../src/schemas/responses.js';
+
+const ProjectIdParams = idParams('Project identifier');
 
 const ProjectList = Type.Object(
   { items: Type.Array(ref(Project), { description: 'Projects on this page, oldest first' }), ...PageFields },
@@ -14,7 +16,7 @@ const ProjectList = Type.Object(
 const ListQuery = Type.Composite([
   PageQuery,
   Type.Object({
-    q: Type.Optional(Type.String({ maxLength: 100, description: 'Only projects whose name contains this text (case-insensitive)', examples: ['demo'] })),
+    q: Type.Optional(Type.String({ maxLength: 100, pattern: NO_CONTROL_CHARACTERS, description: 'Only projects whose name contains this text (case-insensitive)', examples: ['demo'] })),
   }),
 ]);
 
@@ -53,6 +55,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canRead,
       schema: {
         tags: ['projects'],
+        operationId: 'listProjects',
         summary: 'List projects',
         description: 'A page of projects, oldest first, with the total and a `Link` header to the other pages.',
         security,
@@ -74,6 +77,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canWrite,
       schema: {
         tags: ['projects'],
+        operationId: 'createProject',
         summary: 'Create a project',
         description: 'Registers a repository under a unique name. A name already taken answers 409 `conflict`.',
         security,
@@ -98,10 +102,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canRead,
       schema: {
         tags: ['projects'],
+        operationId: 'getProject',
         summary: 'Get a project',
         description: 'One project, with the status of its most recent build.',
         security,
-        params: IdParams,
+        params: ProjectIdParams,
         response: { 200: ref(Project), ...problemResponses(400, 401, 403, 404) },
       },
     },
@@ -118,12 +123,13 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...canWrite,
       schema: {
         tags: ['projects'],
+        operationId: 'updateProject',
         summary: 'Change a project',
         description:
           'Changes the name, repository and/or default branch; `updated_at` moves to now. A name taken by another project ' +
           'answers 409 `conflict`. Needs the maintainer role.',
         security,
-        params: IdParams,
+        params: ProjectIdParams,
         body: UpdateProjectBody,
         response: {
           200: { ...ref(Project), description: 'The project as changed' },
@@ -146,11 +152,12 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...adminOnly,
       schema: {
         tags: ['projects'],
+        operationId: 'deleteProject',
         summary: 'Delete a project',
         description: 'Deletes the project together with all its builds (and their logs). Admin only.',
         security,
-        params: IdParams,
-        response: { 204: Empty, ...problemResponses(400, 401, 403, 404) },
+        params: ProjectIdParams,
+        response: { 204: { ...Empty, description: 'Deleted, with its builds and artifacts' }, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request, reply) => {

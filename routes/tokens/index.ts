@@ -1,5 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { TokenPair } from '../../src/schemas/auth.js';
+import { ref } from '../../src/schemas/ref.js';
 import { BODY_ERRORS, Empty, problemResponses } from '../../src/schemas/responses.js';
 
 const RefreshBody = Type.Object(
@@ -12,7 +13,7 @@ const RefreshBody = Type.Object(
       examples: ['q3Vh0Zb7m2cY1kq1p2O8dC5nJ0wX4eT9rS6uI3oA7lE'],
     }),
   },
-  { additionalProperties: false, examples: [{ refresh_token: 'q3Vh0Zb7m2cY1kq1p2O8dC5nJ0wX4eT9rS6uI3oA7lE' }] },
+  { additionalProperties: false, description: 'The refresh token to exchange', examples: [{ refresh_token: 'q3Vh0Zb7m2cY1kq1p2O8dC5nJ0wX4eT9rS6uI3oA7lE' }] },
 );
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
@@ -23,6 +24,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     {
       schema: {
         tags: ['auth'],
+        operationId: 'refreshTokens',
         summary: 'Refresh the tokens',
         description:
           'Exchanges a refresh token for a new access token (with the user’s current role) and a new refresh token of the ' +
@@ -30,7 +32,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           '(RFC 9700 §4.14.2) and revokes the whole session, its access tokens included. An unknown, expired or revoked ' +
           'refresh token, or an access token, answers 401.',
         body: RefreshBody,
-        response: { 200: TokenPair, ...problemResponses(401, ...BODY_ERRORS) },
+        response: { 200: { ...ref(TokenPair), description: 'The new tokens: the one presented is now spent' }, ...problemResponses(401, ...BODY_ERRORS) },
       },
     },
     async (request) => {
@@ -60,6 +62,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       onRequest: fastify.authenticate,
       schema: {
         tags: ['auth'],
+        operationId: 'logout',
         summary: 'Log out',
         description:
           'Ends the caller’s session: the refresh tokens and access tokens of the login that issued the bearer token ' +

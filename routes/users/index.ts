@@ -1,6 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { paginationLinks } from '../../src/http/pagination.js';
-import { IdParams, LocationHeader } from '../../src/schemas/common.js';
+import { idParams, locationHeader } from '../../src/schemas/common.js';
 import { LinkHeader, PageFields, PageQuery, pageParams } from '../../src/schemas/pagination.js';
 import { ref } from '../../src/schemas/ref.js';
 import { BODY_ERRORS, Empty, problemResponses } from '../../src/schemas/responses.js';
@@ -17,7 +17,7 @@ const CreateUserBody = Type.Object(
     password: Password,
     role: Type.Optional({ ...RoleName, description: 'Role of the new user (default `viewer`)' }),
   },
-  { additionalProperties: false, examples: [{ username: 'alice', password: 'correct-horse-battery', role: 'maintainer' }] },
+  { additionalProperties: false, description: 'The new account', examples: [{ username: 'alice', password: 'correct-horse-battery', role: 'maintainer' }] },
 );
 
 const UpdateUserBody = Type.Object(
@@ -32,6 +32,9 @@ const UpdateUserBody = Type.Object(
     examples: [{ role: 'viewer' }],
   },
 );
+
+/** User 2 is the first user an admin creates (user 1 is the seeded admin, who cannot be demoted or deleted). */
+const UserIdParams = idParams('User identifier', 2);
 
 const LAST_ADMIN = 'The last admin cannot be deleted or demoted; make another user admin first';
 
@@ -55,6 +58,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...adminOnly,
       schema: {
         tags,
+        operationId: 'listUsers',
         summary: 'List users',
         description: 'A page of users, oldest first, with the total and a `Link` header to the other pages. Admin only.',
         security,
@@ -76,6 +80,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...adminOnly,
       schema: {
         tags,
+        operationId: 'createUser',
         summary: 'Create a user',
         description:
           'Creates an account with a unique username and a role (default `viewer`). The password must have 8–1024 characters ' +
@@ -83,7 +88,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         security,
         body: CreateUserBody,
         response: {
-          201: { ...ref(User), description: 'The created user', headers: { location: { ...LocationHeader.location, examples: ['/users/2'] } } },
+          201: { ...ref(User), description: 'The created user', headers: locationHeader('/users/2') },
           ...problemResponses(401, 403, 409, ...BODY_ERRORS),
         },
       },
@@ -105,10 +110,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...adminOnly,
       schema: {
         tags,
+        operationId: 'getUser',
         summary: 'Get a user',
         description: 'One user, without any password material. Admin only.',
         security,
-        params: IdParams,
+        params: UserIdParams,
         response: { 200: ref(User), ...problemResponses(400, 401, 403, 404) },
       },
     },
@@ -125,13 +131,14 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...adminOnly,
       schema: {
         tags,
+        operationId: 'updateUser',
         summary: 'Change a user',
         description:
           "Sets a new password and/or role; the change applies to the user's next request, tokens already issued included. " +
           'A new password also ends all of the user\'s sessions (refresh and access tokens). ' +
           'Demoting the last admin answers 409 `conflict`. Admin only.',
         security,
-        params: IdParams,
+        params: UserIdParams,
         body: UpdateUserBody,
         response: { 200: { ...ref(User), description: 'The user as changed' }, ...problemResponses(401, 403, 404, 409, ...BODY_ERRORS) },
       },
@@ -164,13 +171,14 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       ...adminOnly,
       schema: {
         tags,
+        operationId: 'deleteUser',
         summary: 'Delete a user',
         description:
           "Deletes the account and its refresh tokens; its access tokens stop working at once. Builds keep the username in `triggered_by`. " +
           'Deleting the last admin answers 409 `conflict`. Admin only.',
         security,
-        params: IdParams,
-        response: { 204: Empty, ...problemResponses(400, 401, 403, 404, 409) },
+        params: UserIdParams,
+        response: { 204: { ...Empty, description: 'Deleted' }, ...problemResponses(400, 401, 403, 404, 409) },
       },
     },
     async (request, reply) => {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ArtifactsRepository } from '../repositories/artifacts.js';
-import type { BuildRow, BuildsRepository } from '../repositories/builds.js';
+import type { BuildRow, BuildsRepository, ClaimedBuild } from '../repositories/builds.js';
 import type { ProjectsRepository } from '../repositories/projects.js';
 import { packArtifact } from './artifact.js';
 import type { BuildEventBus } from './events.js';
@@ -31,9 +31,13 @@ class LeaseLost extends Error {}
  * Every write is conditional on still holding the build, so a canceled or taken-over run stops at its next write;
  * cancels also arrive as events, which abort the current wait at once.
  */
-export async function runBuild(build: BuildRow, owner: string, signal: AbortSignal, settings: RunSettings): Promise<RunResult> {
+export async function runBuild(build: BuildRow | ClaimedBuild, owner: string, signal: AbortSignal, settings: RunSettings): Promise<RunResult> {
   const { builds, events, log } = settings;
-  const project = await settings.projects.findById(build.project_id);
+  // The claim read the project's name and repository; only a build claimed some other way needs the lookup.
+  const project =
+    'project_name' in build && build.project_name !== null && build.project_repo !== null
+      ? { id: build.project_id, name: build.project_name, repo: build.project_repo }
+      : await settings.projects.findPlainById(build.project_id);
   if (!project) return 'lost';
   const plan = planRun({ project, build }, settings.failRate, randomForRun(settings.seed, build));
 
@@ -59,6 +63,8 @@ export async function runBuild(build: BuildRow, owner: string, signal: AbortSign
     events.publish({ type: 'changed', build_id: build.id, status: 'running' });
   };
 
+  let savedSha256: string | undefined;
+  let result: RunResult | undefined;
   try {
     const startedAt = Date.now();
     for (const line of plan.lines) {
@@ -80,6 +86,7 @@ export async function runBuild(build: BuildRow, owner: string, signal: AbortSign
         now: new Date(),
       });
       await settings.artifacts.save(build.id, artifact);
+      savedSha256 = artifact.sha256;
       pending += `Artifact ${artifact.name}: ${artifact.size_bytes} bytes, sha256 ${artifact.sha256}\n`;
     }
     if (stop.aborted) throw stop.reason;
@@ -88,17 +95,24 @@ export async function runBuild(build: BuildRow, owner: string, signal: AbortSign
       duration_s: plan.duration_s,
       text: pending + finishedLine(plan.outcome, plan.duration_s),
     });
-    if (!finished) return 'lost';
+    if (!finished) return (result = 'lost');
     events.publish({ type: 'changed', build_id: build.id, status: finished.status });
-    return 'finished';
+    return (result = 'finished');
   } catch (error) {
     if (lost.signal.aborted || error instanceof LeaseLost) {
       log.warn({ build_id: build.id, owner }, 'build no longer held by this worker (canceled or taken over): stopped');
-      return 'lost';
+      return (result = 'lost');
     }
-    if (signal.aborted) return 'aborted';
+    if (signal.aborted) return (result = 'aborted');
     throw error;
   } finally {
     clearInterval(renewal);
+    // The artifact is stored before the build is marked successful (so a success always has one); a run that did
+    // not get that far (a cancel or a take-over in between) takes its artifact back, unless the build succeeded.
+    if (savedSha256 !== undefined && result !== 'finished') {
+      await settings.artifacts.discardUnlessSucceeded(build.id, savedSha256).catch((error: unknown) => {
+        log.warn({ err: error, build_id: build.id }, 'could not discard the artifact of an unfinished run');
+      });
+    }
   }
 }

@@ -22,8 +22,9 @@ export interface Database {
   readonly db: AppDb;
   readonly tables: Tables;
   /**
-   * The database's clock as SQL, for timestamps that several processes compare (leases): `now()` on PostgreSQL,
-   * milliseconds since the epoch on SQLite. `nowPlus(ms)` is that instant plus a duration.
+   * The database's clock as SQL, for timestamps that several processes compare (leases, started_at, finished_at):
+   * `clock_timestamp()` on PostgreSQL (the moment the statement runs, not its transaction's start, so that a claim
+   * never predates the insert it sees), milliseconds since the epoch on SQLite. `nowPlus(ms)` adds a duration.
    */
   now(): SQL;
   nowPlus(ms: number): SQL;
@@ -79,8 +80,8 @@ function createPostgres(url: string): Database {
     dialect: 'pg',
     db,
     tables: pgSchema,
-    now: () => sql`now()`,
-    nowPlus: (ms) => sql`(now() + ${Math.round(ms)} * interval '1 millisecond')`,
+    now: () => sql`clock_timestamp()`,
+    nowPlus: (ms) => sql`(clock_timestamp() + ${Math.round(ms)} * interval '1 millisecond')`,
     notifications: {
       listen: async (channel, onPayload) => {
         const { unlisten } = await client.listen(channel, onPayload);

@@ -40,3 +40,6 @@ export const isDatabaseUnavailable = (error: unknown) =>
   ]);
 
 export const isNotNullViolation = (error: unknown) => hasCode(error, ['23502', 'SQLITE_CONSTRAINT_NOTNULL']);
+
+/** PostgreSQL refused a character its text type cannot hold (NUL, or bytes invalid in the database encoding). */
+export const isUnstorableText = (error: unknown) => hasCode(error, ['22021', '22P05']);

@@ -2,24 +2,42 @@ export interface PageWindow {
   page: number;
   perPage: number;
   total: number;
+  /** When set, the `next` link carries this `cursor` (keyset pagination) besides the page number. */
+  nextCursor?: string | null;
+}
+
+/** An opaque keyset cursor: base64url of `n<number>`. Clients only pass back what `next_cursor` or a Link gave them. */
+export function encodeCursor(number: number): string {
+  return Buffer.from(`n${number}`).toString('base64url');
+}
+
+/** The number a cursor stands for, or undefined when it is not one this service made. */
+export function decodeCursor(cursor: string): number | undefined {
+  const match = /^n([1-9]\d{0,9})$/.exec(Buffer.from(cursor, 'base64url').toString('latin1'));
+  const number = match ? Number(match[1]) : NaN;
+  return Number.isSafeInteger(number) && number <= 2_147_483_647 ? number : undefined;
 }
 
 /**
  * An RFC 8288 `Link` header for `first`, `prev`, `next` and `last`, relative to the request path,
  * keeping the caller's other query parameters.
  */
-export function paginationLinks(url: string, { page, perPage, total }: PageWindow): string {
+export function paginationLinks(url: string, { page, perPage, total, nextCursor }: PageWindow): string {
   const [path = '/', search = ''] = url.split('?', 2);
   const params = new URLSearchParams(search);
+  params.delete('cursor');
   const last = Math.max(1, Math.ceil(total / perPage));
-  const link = (target: number, rel: string) => {
+  const link = (target: number, rel: string, cursor?: string | null) => {
     params.set('page', String(target));
     params.set('per_page', String(perPage));
-    return `<${path}?${params.toString()}>; rel="${rel}"`;
+    if (cursor) params.set('cursor', cursor);
+    const text = `<${path}?${params.toString()}>; rel="${rel}"`;
+    params.delete('cursor');
+    return text;
   };
   const links = [link(1, 'first')];
   if (page > 1) links.push(link(Math.min(page - 1, last), 'prev'));
-  if (page < last) links.push(link(page + 1, 'next'));
+  if (nextCursor !== undefined ? nextCursor !== null : page < last) links.push(link(page + 1, 'next', nextCursor));
   links.push(link(last, 'last'));
   return links.join(', ');
 }

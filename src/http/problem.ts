@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { isDatabaseUnavailable } from '../db/errors.js';
+import { isDatabaseUnavailable, isUnstorableText } from '../db/errors.js';
 import type { ErrorCode, ProblemBody } from '../schemas/problem.js';
 
 const CODE_BY_STATUS: Record<number, ErrorCode> = {
@@ -64,6 +64,10 @@ export function toProblem(error: FastifyError, request: FastifyRequest): Problem
     const errors = validationErrors(error.validation as ValidationIssue[], part);
     const summary = errors.map((e) => `${e.path} ${e.message}`).join('; ');
     return { ...problem(400, 'validation_error', `Invalid ${part}: ${summary}`, instance), errors };
+  }
+  // A safety net behind the schemas, which already refuse control characters in the text they accept.
+  if (isUnstorableText(error)) {
+    return problem(400, 'validation_error', 'The request contains a character that cannot be stored (such as NUL)', instance);
   }
   if (isDatabaseUnavailable(error)) {
     return problem(503, 'service_unavailable', 'The database is unavailable; retry shortly', instance);

@@ -1,5 +1,6 @@
-import { and, asc, eq } from 'drizzle-orm';
+import { and, asc, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { qualified } from '../db/qualified.js';
 
 export interface NewArtifact {
   name: string;
@@ -38,6 +39,22 @@ export function createArtifactsRepository({ db, tables }: Database) {
         })
         .returning(metadata);
       return rows[0];
+    },
+
+    /**
+     * Deletes the artifact a run stored (identified by its sha256: a take-over's run stores other bytes) unless the
+     * build succeeded, in one statement, so that it cannot remove a file a successful build refers to.
+     */
+    async discardUnlessSucceeded(buildId: number, sha256: string) {
+      await db
+        .delete(artifacts)
+        .where(
+          and(
+            eq(artifacts.build_id, buildId),
+            eq(artifacts.sha256, sha256),
+            sql`not exists (select 1 from ${builds} where ${qualified(builds.id)} = ${buildId} and ${qualified(builds.status)} = 'success')`,
+          ),
+        );
     },
 
     /** Metadata of a successful build's artifacts, by name. */

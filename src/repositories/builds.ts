@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { isForeignKeyViolation, isNotNullViolation } from '../db/errors.js';
 import { qualified } from '../db/qualified.js';
@@ -32,6 +32,17 @@ export interface BuildListQuery {
   perPage: number;
   status?: BuildStatusValue;
   branch?: string;
+  /** Keyset pagination: only builds numbered below this (the last number of the previous page); wins over `page`. */
+  before?: number;
+}
+
+export interface BuildPage<Build> {
+  items: Build[];
+  /** The page these items are on (computed from the cursor when one was given). */
+  page: number;
+  total: number;
+  /** The `before` of the next page, or null on the last one. */
+  nextBefore: number | null;
 }
 
 /** Concurrent triggers on PostgreSQL may pick the same number; each loser takes the next one. */
@@ -58,6 +69,23 @@ export function createBuildsRepository(database: Database) {
       .where(and(eq(builds.project_id, projectId), eq(builds.idempotency_key, key)));
     return rows[0];
   };
+
+  // Hot reads, built and prepared once (Drizzle's query building otherwise costs more than the query on SQLite).
+  const byId = db.select().from(builds).where(eq(builds.id, sql.placeholder('id'))).prepare('usine_build_by_id');
+  /** Builds are numbered 1..n per project without gaps (never deleted one by one): n is the project's build count. */
+  const newestNumber = db
+    .select({ newest: sql<number | null>`max(${builds.number})`.mapWith(Number) })
+    .from(builds)
+    .where(eq(builds.project_id, sql.placeholder('projectId')))
+    .prepare('usine_build_newest_number');
+  /** A page below a number, newest first: a range scan of the unique (project_id, number) index, however deep. */
+  const pageBelow = db
+    .select()
+    .from(builds)
+    .where(and(eq(builds.project_id, sql.placeholder('projectId')), lt(builds.number, sql.placeholder('before'))))
+    .orderBy(desc(builds.number))
+    .limit(sql.placeholder('limit'))
+    .prepare('usine_builds_page_below');
 
   const countQueued = async (projectId: number) => {
     const rows = await db
@@ -125,28 +153,57 @@ export function createBuildsRepository(database: Database) {
     },
 
     async findById(id: number) {
-      const rows = await db.select().from(builds).where(eq(builds.id, id));
+      const rows = await byId.execute({ id });
       return rows[0];
     },
 
-    /** Newest first. */
-    async listForProject({ projectId, page, perPage, status, branch }: BuildListQuery) {
+    /**
+     * Newest first, by page or by keyset (`before`), with the exact total. Never an OFFSET over the whole list nor a
+     * count of the whole table: unfiltered, the total is max(number) (numbers are gap-free) and page p is the range of
+     * numbers below n-(p-1)*per_page; filtered, the (project_id, status|branch, number) indexes serve the count and the
+     * keyset page (only `?page=` on a filtered list skips index entries).
+     */
+    async listForProject({ projectId, page, perPage, status, branch, before }: BuildListQuery): Promise<BuildPage<typeof builds.$inferSelect>> {
+      if (status === undefined && branch === undefined) {
+        const total = (await newestNumber.execute({ projectId }))[0]?.newest ?? 0;
+        const below = before ?? total - (page - 1) * perPage + 1;
+        const items = below > 1 ? await pageBelow.execute({ projectId, before: below, limit: perPage }) : [];
+        // Builds shown before this page: numbers from `below` up to the newest.
+        const shownBefore = Math.max(0, total - below + 1);
+        const last = items.at(-1);
+        return {
+          items,
+          page: before === undefined ? page : Math.floor(shownBefore / perPage) + 1,
+          total,
+          nextBefore: last && last.number > 1 ? last.number : null,
+        };
+      }
       const where = and(
         eq(builds.project_id, projectId),
         status ? eq(builds.status, status) : undefined,
         branch ? eq(builds.branch, branch) : undefined,
       );
-      const [items, totals] = await Promise.all([
+      const pageQuery = db.select().from(builds).orderBy(desc(builds.number)).limit(perPage);
+      const [items, counts] = await Promise.all([
+        before === undefined ? pageQuery.where(where).offset((page - 1) * perPage) : pageQuery.where(and(where, lt(builds.number, before))),
         db
-          .select()
+          .select({
+            total: count(),
+            // With a cursor: how many matching builds come before it, to say which page this is.
+            shownBefore: before === undefined ? sql<number>`0` : sql<number>`coalesce(sum(case when ${builds.number} >= ${before} then 1 else 0 end), 0)`.mapWith(Number),
+          })
           .from(builds)
-          .where(where)
-          .orderBy(desc(builds.number))
-          .limit(perPage)
-          .offset((page - 1) * perPage),
-        db.select({ total: count() }).from(builds).where(where),
+          .where(where),
       ]);
-      return { items, total: totals[0]?.total ?? 0 };
+      const total = Number(counts[0]?.total ?? 0);
+      const shownBefore = before === undefined ? (page - 1) * perPage : Number(counts[0]?.shownBefore ?? 0);
+      const last = items.at(-1);
+      return {
+        items,
+        page: before === undefined ? page : Math.floor(shownBefore / perPage) + 1,
+        total,
+        nextBefore: last && shownBefore + items.length < total ? last.number : null,
+      };
     },
 
     /** How many builds are in each status, with every status present (zero included): one grouped query. */
@@ -194,7 +251,12 @@ export function createBuildsRepository(database: Database) {
         })
         // `id = (scalar subquery)`, not `id IN (…)`: PostgreSQL may re-run an IN subquery per row and claim several.
         .where(and(eq(builds.id, sql`(${candidate})`), eq(builds.status, 'queued')))
-        .returning();
+        // The project's name and repository come back with the claim: the run needs them, and this saves a query.
+        .returning({
+          ...getTableColumns(builds),
+          project_name: sql<string | null>`(select ${qualified(projects.name)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`,
+          project_repo: sql<string | null>`(select ${qualified(projects.repo)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`,
+        });
       return rows[0];
     },
 
@@ -290,3 +352,5 @@ export function createBuildsRepository(database: Database) {
 
 export type BuildsRepository = ReturnType<typeof createBuildsRepository>;
 export type BuildRow = NonNullable<Awaited<ReturnType<BuildsRepository['findById']>>>;
+/** A build as claimed by a worker: the row, with its project's name and repository (null if the project is gone). */
+export type ClaimedBuild = NonNullable<Awaited<ReturnType<BuildsRepository['claimNext']>>>;

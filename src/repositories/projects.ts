@@ -41,8 +41,33 @@ export function createProjectsRepository({ db, tables }: Database) {
   const nameFilter = (text?: string): SQL | undefined =>
     text ? sql`lower(${projects.name}) like ${`%${escapeLike(text.toLowerCase())}%`} escape '\\'` : undefined;
 
+  // The hot reads, built and prepared once: Drizzle's query building cost more than the queries themselves.
+  const byId = db.select(projectFields).from(projects).where(eq(projects.id, sql.placeholder('id'))).prepare('usine_project_by_id');
+  /** Without the derived last_build_status: what the build engine and triggers need. */
+  const plainById = db
+    .select({ id: projects.id, name: projects.name, repo: projects.repo, default_branch: projects.default_branch })
+    .from(projects)
+    .where(eq(projects.id, sql.placeholder('id')))
+    .prepare('usine_project_plain_by_id');
+  const existsById = db.select({ id: projects.id }).from(projects).where(eq(projects.id, sql.placeholder('id'))).prepare('usine_project_exists');
+  const firstPage = db
+    .select(projectFields)
+    .from(projects)
+    .orderBy(asc(projects.id))
+    .limit(sql.placeholder('limit'))
+    .offset(sql.placeholder('offset'))
+    .prepare('usine_projects_page');
+  const countAll = db.select({ total: count() }).from(projects).prepare('usine_projects_count');
+
   return {
     async list({ page, perPage, nameContains }: ProjectListQuery) {
+      if (!nameContains) {
+        const [items, totals] = await Promise.all([
+          firstPage.execute({ limit: perPage, offset: (page - 1) * perPage }),
+          countAll.execute(),
+        ]);
+        return { items, total: totals[0]?.total ?? 0 };
+      }
       const where = nameFilter(nameContains);
       const [items, totals] = await Promise.all([
         db
@@ -58,8 +83,19 @@ export function createProjectsRepository({ db, tables }: Database) {
     },
 
     async findById(id: number) {
-      const rows = await db.select(projectFields).from(projects).where(eq(projects.id, id));
+      const rows = await byId.execute({ id });
       return rows[0];
+    },
+
+    /** Name, repository and default branch only (no last_build_status subquery): for triggers and the build engine. */
+    async findPlainById(id: number) {
+      const rows = await plainById.execute({ id });
+      return rows[0];
+    },
+
+    async exists(id: number): Promise<boolean> {
+      const rows = await existsById.execute({ id });
+      return rows.length > 0;
     },
 
     /** Inserts the project, or returns undefined when the name is taken (the unique index decides). */

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { Timestamp } from './common.js';
+import { NO_CONTROL_CHARACTERS, Timestamp } from './common.js';
+import { ref } from './ref.js';
 
 const SHA256 = 'c3ab8ff13720e8ad9047dd39466b3c8974e592c2fa383d4a3960714caef0c4f2';
 
@@ -7,6 +8,7 @@ const SHA256 = 'c3ab8ff13720e8ad9047dd39466b3c8974e592c2fa383d4a3960714caef0c4f2
 export const ArtifactName = Type.String({
   minLength: 1,
   maxLength: 200,
+  pattern: NO_CONTROL_CHARACTERS,
   description: 'Artifact file name, as listed by `GET /builds/{id}/artifacts`',
   examples: ['demoproj-1.tar.gz'],
 });
@@ -26,6 +28,7 @@ export const Artifact = Type.Object(
     download_url: Type.String({ description: 'Path to download the file from', examples: ['/builds/1/artifacts/demoproj-1.tar.gz'] }),
   },
   {
+    $id: 'Artifact',
     title: 'Artifact',
     description: 'A file produced by a successful build: a `.tar.gz` holding `build-info.json` and `build.log`',
   },
@@ -33,7 +36,7 @@ export const Artifact = Type.Object(
 export type ArtifactBody = Static<typeof Artifact>;
 
 export const ArtifactList = Type.Object(
-  { items: Type.Array(Artifact, { description: "The build's artifacts, by name; empty unless the build succeeded" }) },
+  { items: Type.Array(ref(Artifact), { description: "The build's artifacts, by name; empty unless the build succeeded" }) },
   {
     description: "A build's artifacts",
     examples: [

@@ -18,6 +18,8 @@ export const TokenPair = Type.Object(
     refresh_expires_in: Type.Integer({ description: 'Seconds until the refresh token expires', examples: [604800] }),
   },
   {
+    $id: 'TokenPair',
+    title: 'TokenPair',
     description: 'A bearer access token and the refresh token that replaces it when it expires',
     examples: [
       {

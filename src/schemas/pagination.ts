@@ -6,13 +6,14 @@ export const DEFAULT_PER_PAGE = 20;
 
 // Optional for clients; the validator fills in the defaults, so handlers always see numbers.
 export const PageQuery = Type.Object({
-  page: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1, description: 'Page number, from 1' })),
+  page: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1, description: 'Page number, from 1', examples: [1] })),
   per_page: Type.Optional(
     Type.Integer({
       minimum: 1,
       maximum: MAX_PER_PAGE,
       default: DEFAULT_PER_PAGE,
       description: `Items per page, at most ${MAX_PER_PAGE}`,
+      examples: [DEFAULT_PER_PAGE],
     }),
   ),
 });

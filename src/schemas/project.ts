@@ -6,7 +6,7 @@ import { BuildStatus } from './build.js';
 export const ProjectName = Type.String({
   minLength: 1,
   maxLength: 100,
-  pattern: '^\\S(?:[^\\u0000-\\u001f\\u007f]*\\S)?$',
+  pattern: '^[^\\s\\u0000-\\u001f\\u007f](?:[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f])?$',
   description: 'Unique project name, 1–100 printable characters without leading or trailing blanks',
   examples: ['DemoProj'],
 });
@@ -16,7 +16,7 @@ export const RepoUrl = Type.String({
   minLength: 1,
   maxLength: 2048,
   pattern:
-    "^(?:(?:https?|ssh|git|git\\+ssh)://(?:[\\w.~%!$&'()*+,;=:-]+@)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\\d{1,5})?(?:/\\S*)?|[\\w.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?:\\S+)$",
+    "^(?:(?:https?|ssh|git|git\\+ssh)://(?:[\\w.~%!$&'()*+,;=:-]+@)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\\d{1,5})?(?:/[^\\s\\u0000-\\u001f\\u007f]*)?|[\\w.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?:[^\\s\\u0000-\\u001f\\u007f]+)$",
   description: 'Repository URL: http(s)://, ssh://, git:// or the scp-like `git@host:org/repo.git`',
   examples: ['https://github.com/demo/repo'],
 });

@@ -48,6 +48,9 @@ export const builds = sqliteTable(
   },
   (table) => [
     uniqueIndex('builds_project_number_uq').on(table.project_id, table.number),
+    // Filtered pages (`?status=`, `?branch=`), newest first, and their exact totals: index range scans, not table scans.
+    index('builds_project_status_number_idx').on(table.project_id, table.status, table.number),
+    index('builds_project_branch_number_idx').on(table.project_id, table.branch, table.number),
     index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
     index('builds_running_lease_idx').on(table.lease_expires_at).where(sql`${table.status} = 'running'`),
     uniqueIndex('builds_idempotency_uq')

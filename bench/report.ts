@@ -1,0 +1,150 @@
+/** Tables and target verdicts from the results, as Markdown (BENCHMARKS.md) and as plain console lines. */
+import type { DatabaseResults, ScenarioResult } from './run-database.js';
+
+const DB_NAMES = { sqlite: 'SQLite', pg: 'PostgreSQL' } as const;
+export const dbName = (dialect: keyof typeof DB_NAMES) => DB_NAMES[dialect];
+
+export const find = (results: DatabaseResults, name: string) => results.scenarios.find((s) => s.name === name);
+
+/** req/s of `result` over req/s of the scenario `over`; undefined when either is missing. */
+export function ratio(results: DatabaseResults, result: ScenarioResult, over: string | undefined): number | undefined {
+  const base = over ? find(results, over) : undefined;
+  return base && base.rps > 0 && base !== result ? result.rps / base.rps : undefined;
+}
+
+const x = (value: number | undefined) => (value === undefined ? '—' : `${value.toFixed(value < 0.1 ? 3 : 2)}×`);
+const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
+
+export function scenarioTable(results: DatabaseResults): string {
+  const header = ['Scenario', 'req/s', 'p50 ms', 'p99 ms', '× bare', '× minimal', 'max RSS MB', 'non-2xx/errors'];
+  const rows = results.scenarios.map((s) => [
+    s.title,
+    s.rps.toFixed(s.rps < 100 ? 1 : 0),
+    String(s.p50),
+    String(s.p99),
+    x(ratio(results, s, 'bare')),
+    x(ratio(results, s, s.minimal)),
+    s.rssMb === undefined ? '—' : s.rssMb.toFixed(0),
+    s.bad === 0 ? '0' : `${s.bad} (${s.statusCodes})`,
+  ]);
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export function extrasLines(results: DatabaseResults): string[] {
+  const lines: string[] = [];
+  const { flood, sse } = results;
+  if (flood) {
+    lines.push(
+      `Login flood: GET /projects p99 ${flood.projects.p99} ms (p50 ${flood.projects.p50} ms, ${flood.projects.rps.toFixed(0)} req/s) while ` +
+        `POST /login ran at ${flood.login.rps.toFixed(1)} logins/s; quiet p99 ${flood.quietP99 ?? '—'} ms` +
+        (flood.quietP99 ? ` (${(flood.projects.p99 / flood.quietP99).toFixed(2)}× quiet)` : ''),
+    );
+  }
+  if (sse) {
+    lines.push(
+      `Live logs: ${sse.streams} SSE streams opened over ${sse.builds} builds in ${sse.seconds.toFixed(1)} s: ${sse.eventsPerS.toFixed(0)} events/s delivered, ` +
+        `write-to-client latency p50 ${sse.latencyP50.toFixed(0)} ms, p99 ${sse.latencyP99.toFixed(0)} ms; ` +
+        `${sse.failed} streams without their end event; max RSS ${sse.rssMb.toFixed(0)} MB`,
+    );
+  }
+  lines.push(`Usine server max RSS over the whole run: ${results.maxRssMb.toFixed(0)} MB`);
+  return lines;
+}
+
+export interface Verdict {
+  target: string;
+  measured: string;
+  met: boolean | undefined;
+}
+
+const verdict = (target: string, measured: string, met: boolean | undefined): Verdict => ({ target, measured, met });
+
+export function httpTargets(all: readonly DatabaseResults[], quick: boolean): Verdict[] {
+  const verdicts: Verdict[] = [];
+  for (const results of all) {
+    const db = dbName(results.dialect);
+    for (const name of ['projects', 'project']) {
+      const s = find(results, name);
+      const r = s && ratio(results, s, s.minimal);
+      if (s) verdicts.push(verdict(`${s.title.split(' (')[0]} ≥ 0.85× the minimal route (${db})`, x(r), r === undefined ? undefined : r >= 0.85));
+    }
+    const first = find(results, 'builds-first');
+    const deep = find(results, 'builds-deep');
+    const cursor = find(results, 'builds-cursor');
+    if (first && cursor) {
+      const slower = first.rps / cursor.rps;
+      verdicts.push(
+        verdict(
+          `Last builds page by cursor within 1.5× the first (${db})`,
+          `${slower.toFixed(2)}× (p50 ${first.p50} vs ${cursor.p50} ms) on ${results.seeded.bigBuilds.toLocaleString('en-US')} builds`,
+          quick ? undefined : slower <= 1.5,
+        ),
+      );
+    }
+    if (first && deep) {
+      const slower = first.rps / deep.rps;
+      const rows = results.seeded.bigBuilds.toLocaleString('en-US');
+      verdicts.push(
+        verdict(
+          `Last builds page on 1,000,000 builds within 1.5× the first (${db})`,
+          `${slower.toFixed(2)}× (req/s first ÷ last; p50 ${first.p50} vs ${deep.p50} ms) on ${rows} builds`,
+          quick ? undefined : slower <= 1.5,
+        ),
+      );
+    }
+    const login = find(results, 'login');
+    if (login) verdicts.push(verdict(`≥ 80 logins/s (${db})`, `${login.rps.toFixed(1)}/s`, login.rps >= 80));
+    if (results.flood?.quietP99) {
+      const times = results.flood.projects.p99 / results.flood.quietP99;
+      verdicts.push(
+        verdict(
+          `GET /projects p99 under login flood ≤ 2× quiet (${db})`,
+          `${results.flood.projects.p99} vs ${results.flood.quietP99} ms (${times.toFixed(2)}×)`,
+          times <= 2,
+        ),
+      );
+    }
+  }
+  if (all.length > 0) {
+    const max = Math.max(...all.map((results) => results.maxRssMb));
+    verdicts.push(verdict('Server RSS < 150 MB under the benchmark', `${max.toFixed(0)} MB max`, max < 150));
+  }
+  return verdicts;
+}
+
+/** From the "## Build throughput" section (bench/builds.ts): drain builds/s with 1 and 3 processes on PostgreSQL. */
+export function buildTargets(section: string | undefined): Verdict[] {
+  const rate = (label: string) => {
+    const row = section?.split('\n').find((text) => text.startsWith(`| ${label}`));
+    const value = row?.split('|').map((cell) => cell.trim()).filter(Boolean).at(-1);
+    return value === undefined ? undefined : Number(value);
+  };
+  const one = rate('(a)');
+  const three = rate('(b)');
+  return [
+    verdict('≥ 500 builds/s on PostgreSQL, one process (drain)', one === undefined ? 'not measured' : `${one}/s`, one === undefined ? undefined : one >= 500),
+    verdict(
+      'More builds/s with three processes than with one (PostgreSQL)',
+      three === undefined || one === undefined ? 'not measured' : `${three}/s vs ${one}/s`,
+      three === undefined || one === undefined ? undefined : three > one,
+    ),
+  ];
+}
+
+/** From the "## Soak" section (bench/soak.ts); only a full-length soak counts. */
+export function soakTargets(section: string | undefined): Verdict[] {
+  const growth = section && /^- Growth: (-?[\d.]+) %/m.exec(section)?.[1];
+  const max = section && /^- Max: ([\d.]+) MB/m.exec(section)?.[1];
+  const full = section ? /^- Full length: yes/m.test(section) : false;
+  const note = full ? '' : ' (short run)';
+  return [
+    verdict('Soak (5 min, 1,000 SSE streams): RSS < 150 MB', max ? `max ${max} MB${note}` : 'not measured', max && full ? Number(max) < 150 : undefined),
+    verdict('Soak (5 min, 1,000 SSE streams): RSS growth ≤ 10 %', growth ? `${growth} % (end vs start)${note}` : 'not measured', growth && full ? Number(growth) <= 10 : undefined),
+  ];
+}
+
+export function verdictTable(verdicts: readonly Verdict[]): string {
+  const header = ['Target', 'Measured', 'Met?'];
+  const rows = verdicts.map((v) => [v.target, v.measured, v.met === undefined ? 'n/a' : v.met ? 'met' : '**not met**']);
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}

@@ -1,0 +1,86 @@
+/**
+ * The processes a benchmark run talks to, all children of the bench, on one database: the Usine server (`node
+ * --import tsx src/main.ts` with test/processes.ts' settings, or the built `dist/src/main.js` with --dist after
+ * `npm run build`) and the baseline server (bench/baseline-server.ts).
+ * BENCH_CPU_PROF=<dir> makes the Usine server write a V8 CPU profile there when it exits (--cpu-prof).
+ */
+import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { BASE_SERVER_ENV, freePorts, repoRoot, waitReady, type Exit, type ServerProcess } from '../test/processes.js';
+
+export const JWT = {
+  JWT_SECRET: randomBytes(32).toString('hex'),
+  JWT_ISSUER: 'usine',
+  JWT_AUDIENCE: 'usine-api',
+};
+
+/** Builds take 0.2–1 s of wall time: the log streams have lines to deliver, triggered builds do not pile up. */
+export const BENCH_TIME_SCALE = 0.1;
+
+export function appEnv(databaseUrl: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...BASE_SERVER_ENV,
+    ...JWT,
+    DATABASE_URL: databaseUrl,
+    BUILD_TIME_SCALE: String(BENCH_TIME_SCALE),
+    BUILD_CONCURRENCY: '10',
+    BUILD_QUEUE_LIMIT: '100000',
+    BUILD_FAIL_RATE: '0.5',
+    BUILD_DRAIN_S: '1',
+    ...extra,
+  };
+}
+
+/** Spawns `node <args>` from the repository root on a free port and waits until GET /health/ready answers. */
+async function spawnNode(name: string, args: string[], env: Record<string, string | undefined>): Promise<ServerProcess> {
+  const [port] = await freePorts(1);
+  const child = spawn(process.execPath, args, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-16_384);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const server: ServerProcess = {
+    name,
+    port: port!,
+    url: `http://127.0.0.1:${port}`,
+    child,
+    pid: child.pid ?? -1,
+    output: () => output,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    exited: new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
+  };
+  try {
+    await waitReady(server, 60_000);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return server;
+}
+
+export async function startApp(databaseUrl: string, name: string, options: { dist?: boolean; env?: Record<string, string> } = {}): Promise<ServerProcess> {
+  const profileDir = process.env.BENCH_CPU_PROF;
+  const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
+  const env: Record<string, string | undefined> = appEnv(databaseUrl, options.env);
+  let entry = ['--import', 'tsx', join('src', 'main.ts')];
+  if (options.dist) {
+    const built = join('dist', 'src', 'main.js');
+    if (!existsSync(join(repoRoot, built))) throw new Error(`--dist: ${built} is missing (npm run build first)`);
+    entry = [built];
+    env.FASTIFY_AUTOLOAD_TYPESCRIPT = undefined;
+  }
+  return spawnNode(name, [...profile, ...entry], env);
+}
+
+/** Starts bench/baseline-server.ts on the same database. */
+export async function startBaseline(databaseUrl: string): Promise<ServerProcess> {
+  return spawnNode('baseline', ['--import', 'tsx', join('bench', 'baseline-server.ts')], { ...JWT, DATABASE_URL: databaseUrl });
+}

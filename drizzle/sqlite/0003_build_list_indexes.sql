@@ -1,0 +1,2 @@
+CREATE INDEX `builds_project_status_number_idx` ON `builds` (`project_id`,`status`,`number`);--> statement-breakpoint
+CREATE INDEX `builds_project_branch_number_idx` ON `builds` (`project_id`,`branch`,`number`);
