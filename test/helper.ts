@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import postgres from 'postgres';
 import { afterAll, beforeAll } from 'vitest';
+import type { components } from '../clients/typescript/usine.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { createServer } from '../src/server.js';
 import { testDatabaseUrl } from './pg-available.js';
@@ -100,6 +101,9 @@ export const uniqueName = (prefix = 'proj') => `${prefix}-${randomBytes(5).toStr
 export function problemOf(response: LightMyRequestResponse) {
   return response.json() as { type: string; title: string; status: number; detail: string; error: string; instance?: string; errors?: { path: string; message: string }[] };
 }
+
+/** A build as the API answers it: the generated client's type, so a contract change breaks the tests' build. */
+export type BuildJson = components['schemas']['Build'];
 
 export const TERMINAL_STATUSES = ['success', 'fail', 'canceled'];
 

@@ -19,23 +19,9 @@ import {
   useTestApp,
   waitForBuild,
   type ScratchDatabase,
+  type BuildJson,
 } from '../helper.js';
 
-interface BuildJson {
-  id: number;
-  project_id: number;
-  number: number;
-  status: string;
-  branch: string;
-  commit_sha: string;
-  triggered_by: string | null;
-  retry_of: number | null;
-  duration_s: number | null;
-  logs: string;
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-}
 
 interface ProjectJson {
   id: number;

@@ -1,20 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { filesOf } from '../builds/untar.js';
-import { waitForBuild } from '../helper.js';
-import { injectAs, login, problemOf, uniqueName, useTestApp, type TestContext } from '../helper.js';
+import { injectAs, login, problemOf, uniqueName, useTestApp, waitForBuild, type BuildJson, type TestContext } from '../helper.js';
 
-interface BuildJson {
-  id: number;
-  project_id: number;
-  number: number;
-  status: string;
-  branch: string;
-  commit_sha: string;
-  triggered_by: string | null;
-  retry_of: number | null;
-  logs: string;
-}
 
 interface ArtifactJson {
   name: string;

@@ -1,15 +1,9 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { injectAs, problemOf, uniqueName, useTestApp, type TestContext } from '../helper.js';
+import { injectAs, problemOf, uniqueName, useTestApp, type TestContext, type BuildJson } from '../helper.js';
 
 /** Build pages by keyset (`?cursor=`) next to `?page=`: same items, exact totals, page numbers and Link headers. */
 
-interface BuildJson {
-  id: number;
-  number: number;
-  status: string;
-  branch: string;
-}
 
 interface CursorPage {
   items: BuildJson[];

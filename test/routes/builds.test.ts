@@ -1,22 +1,7 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { injectAs, problemOf, testDb, uniqueName, useTestApp, waitForBuild, type TestContext } from '../helper.js';
+import { injectAs, problemOf, testDb, uniqueName, useTestApp, waitForBuild, type TestContext, type BuildJson } from '../helper.js';
 
-interface BuildJson {
-  id: number;
-  project_id: number;
-  number: number;
-  status: string;
-  branch: string;
-  commit_sha: string;
-  triggered_by: string | null;
-  retry_of: number | null;
-  duration_s: number | null;
-  logs: string;
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-}
 
 interface ProjectJson {
   id: number;
