@@ -14,13 +14,14 @@
  * BENCH_SKIP_PG=1 to run the SQLite case only.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import { testDatabaseUrl } from '../test/pg-available.js';
 import { apiClient, describeServers, loginAdmin, mapLimit, queueFigures, repoRoot, startServers, stopServer, type ApiClient, type ServerProcess } from '../test/processes.js';
+import { scratchDatabase } from './database.js';
 
 const BUILDS = Number(process.env.BENCH_BUILDS ?? 2000);
 const PROJECTS = Number(process.env.BENCH_PROJECTS ?? 10);
@@ -57,27 +58,6 @@ interface Page<T> {
 }
 
 /** A scratch database: a PostgreSQL database with a random name, or a SQLite file in a temporary directory. */
-async function scratchDatabase(dialect: 'pg' | 'sqlite'): Promise<{ url: string; drop(): Promise<void> }> {
-  if (dialect === 'sqlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'usine-bench-'));
-    return { url: `sqlite:${join(dir, 'usine.db')}`, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-  }
-  const server = testDatabaseUrl();
-  const name = `usine_bench_${randomBytes(6).toString('hex')}`;
-  const admin = postgres(server, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(server);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    drop: async () => {
-      const dropper = postgres(server, { max: 1, onnotice: () => {} });
-      await dropper.unsafe(`drop database if exists ${name} with (force)`);
-      await dropper.end();
-    },
-  };
-}
 
 async function postgresVersion(): Promise<string> {
   const client = postgres(testDatabaseUrl(), { max: 1, onnotice: () => {} });

@@ -21,6 +21,7 @@ import {
   type ApiClient,
   type ServerProcess,
 } from './processes.js';
+import { logEvents, pidOf } from './build-log-events.js';
 
 const SERVERS = 3;
 const PROJECTS = 6;
@@ -52,38 +53,6 @@ interface Page<T> {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const TERMINAL = new Set(['success', 'fail', 'canceled']);
 
-/** The engine's own log lines, in the order they appear in a build's log. */
-type LogEvent =
-  | { kind: 'pickup'; owner: string; attempt: number }
-  | { kind: 'takeover'; owner: string }
-  | { kind: 'release'; owner: string }
-  | { kind: 'giveup'; owner: string }
-  | { kind: 'finished'; status: string };
-
-const EVENT_PATTERNS: [RegExp, (match: RegExpExecArray) => LogEvent][] = [
-  [/^\[usine\] Build #\d+ of .* picked up by (\S+), attempt (\d+)$/, (m) => ({ kind: 'pickup', owner: m[1]!, attempt: Number(m[2]) })],
-  [/^\[usine\] Worker (\S+) stopped renewing its lease: the build is queued again/, (m) => ({ kind: 'takeover', owner: m[1]! })],
-  [/^\[usine\] Worker (\S+) stopped renewing its lease, and this build has been claimed/, (m) => ({ kind: 'giveup', owner: m[1]! })],
-  [/^\[usine\] (\S+) is shutting down: the build goes back to the queue/, (m) => ({ kind: 'release', owner: m[1]! })],
-  [/^Build finished: (\S+) in [\d.]+ s$/, (m) => ({ kind: 'finished', status: m[1]! })],
-];
-
-function logEvents(logs: string): LogEvent[] {
-  const events: LogEvent[] = [];
-  for (const line of logs.split('\n')) {
-    for (const [pattern, make] of EVENT_PATTERNS) {
-      const match = pattern.exec(line);
-      if (match) {
-        events.push(make(match));
-        break;
-      }
-    }
-  }
-  return events;
-}
-
-/** Owners are `<host>:<pid>:<tag>/w<n>`. */
-const pidOf = (owner: string) => Number(owner.split(':').at(-2));
 
 describe.skipIf(testDb !== 'pg')('build engine across three server processes on one PostgreSQL database', () => {
   let scratch: ScratchDatabase | undefined;
