@@ -43,8 +43,28 @@ export const EnvSchema = Type.Object({
   IDEMPOTENCY_TTL_S: Type.Integer({ minimum: 1, maximum: 7 * 86_400, default: 86_400 }),
   /** Seconds between keep-alive comments on a live log stream. */
   SSE_KEEPALIVE_S: Type.Number({ minimum: 0.05, maximum: 300, default: 15 }),
+  /** Seconds postgres.js waits for a new connection to the database before giving up (PostgreSQL only). */
+  DATABASE_CONNECT_TIMEOUT_S: Type.Number({ minimum: 0.5, maximum: 60, default: 5 }),
+  /**
+   * How often, in ms, the database is pinged in the background. While a ping fails (or a query fails for want of a
+   * connection) the database counts as unavailable: requests that need it answer 503 at once instead of waiting.
+   */
+  DATABASE_PING_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000 }),
+  /** A ping not answered within this many ms counts as failed. */
+  DATABASE_PING_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000 }),
   LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info' }),
   BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 1024 * 1024 }),
+  /** Seconds a connection may stay idle (no byte in or out) before it is closed. */
+  HTTP_CONNECTION_TIMEOUT_S: Type.Number({ minimum: 1, maximum: 3600, default: 60 }),
+  /** Seconds a client has to send a request's headers (slow-loris defence); at most HTTP_REQUEST_TIMEOUT_S. */
+  HTTP_HEADERS_TIMEOUT_S: Type.Number({ minimum: 1, maximum: 3600, default: 10 }),
+  /** Seconds a client has to send a whole request, body included. */
+  HTTP_REQUEST_TIMEOUT_S: Type.Number({ minimum: 1, maximum: 3600, default: 30 }),
+  /**
+   * Seconds an idle keep-alive connection is kept open between requests; longer than the idle timeout of the load
+   * balancer in front (often 60 s), so that the balancer, not Usine, closes it.
+   */
+  HTTP_KEEP_ALIVE_TIMEOUT_S: Type.Number({ minimum: 1, maximum: 3600, default: 72 }),
   /**
    * Comma-separated origins allowed by CORS (`https://app.example.com,http://localhost:3000`), or `*` for any
    * origin without credentials; empty means no cross-origin access (no CORS headers at all).
@@ -154,6 +174,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const { DATABASE_URL, DB_URL, ...rest } = env;
   const config: Config = { ...rest, database: parseDatabaseUrl(DATABASE_URL ?? DB_URL ?? DEFAULT_DATABASE_URL) };
   assertShutdownFits(config);
+  assertTimeoutsConsistent(config);
   assertProductionSafe(config);
   return config;
 }
@@ -165,6 +186,20 @@ function assertShutdownFits(config: Config): void {
       `SHUTDOWN_DELAY_MS (${config.SHUTDOWN_DELAY_MS} ms) + BUILD_DRAIN_S (${config.BUILD_DRAIN_S} s) must not exceed 9 s: shutdown is bounded to 10 s`,
     );
   }
+}
+
+/** Timeouts that would defeat each other: headers after the whole request, a live log stream cut while idle. */
+function assertTimeoutsConsistent(config: Config): void {
+  const problems: string[] = [];
+  if (config.HTTP_HEADERS_TIMEOUT_S > config.HTTP_REQUEST_TIMEOUT_S) {
+    problems.push(`HTTP_HEADERS_TIMEOUT_S (${config.HTTP_HEADERS_TIMEOUT_S} s) must not exceed HTTP_REQUEST_TIMEOUT_S (${config.HTTP_REQUEST_TIMEOUT_S} s)`);
+  }
+  if (config.SSE_KEEPALIVE_S >= config.HTTP_CONNECTION_TIMEOUT_S) {
+    problems.push(
+      `SSE_KEEPALIVE_S (${config.SSE_KEEPALIVE_S} s) must be shorter than HTTP_CONNECTION_TIMEOUT_S (${config.HTTP_CONNECTION_TIMEOUT_S} s), or idle log streams are cut`,
+    );
+  }
+  if (problems.length > 0) throw new ConfigError(`Inconsistent timeouts: ${problems.join('; ')}`);
 }
 
 function assertProductionSafe(config: Config): void {

@@ -21,6 +21,8 @@ export function trustProxyOption(value: string): boolean | string[] | ((address:
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+/** How often Node looks for connections past the headers or request timeout. */
+const HTTP_TIMEOUT_SWEEP_MS = 1000;
 
 export interface ServerOptions {
   /** Overrides the logger (tests pass false). */
@@ -50,9 +52,14 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     bodyLimit: config.BODY_LIMIT,
-    connectionTimeout: 60_000,
-    requestTimeout: 30_000,
-    keepAliveTimeout: 72_000,
+    connectionTimeout: config.HTTP_CONNECTION_TIMEOUT_S * 1000,
+    requestTimeout: config.HTTP_REQUEST_TIMEOUT_S * 1000,
+    keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_S * 1000,
+    http: {
+      headersTimeout: config.HTTP_HEADERS_TIMEOUT_S * 1000,
+      // Node enforces the two timeouts above only when it sweeps its connections, every 30 s by default.
+      connectionsCheckingInterval: HTTP_TIMEOUT_SWEEP_MS,
+    },
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200 },
     // Malformed percent-encoding and over-long path segments are refused by the router itself: as problems too.

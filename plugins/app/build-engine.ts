@@ -36,6 +36,7 @@ export default fp(
       projects: fastify.projectsRepository,
       artifacts: fastify.artifactsRepository,
       events,
+      databaseAvailable: () => fastify.databaseAvailability.available,
       log: fastify.log.child({ component: 'build-workers' }),
       onBusyChange: (busy, idle) => {
         fastify.metrics?.buildWorkers.set({ state: 'busy' }, busy);
@@ -43,10 +44,13 @@ export default fp(
       },
     });
     fastify.decorate('buildWorkers', workers);
+    fastify.databaseAvailability.on('change', (available) => {
+      if (available) workers.wake();
+    });
 
     fastify.addHook('onReady', async () => workers.start());
     fastify.addHook('preClose', async () => workers.stop());
     fastify.addHook('onClose', async () => events.close());
   },
-  { name: 'build-engine', dependencies: ['database', 'repositories'] },
+  { name: 'build-engine', dependencies: ['database', 'database-availability', 'repositories'] },
 );

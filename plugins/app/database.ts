@@ -11,7 +11,7 @@ declare module 'fastify' {
 /** Opens SQLite or PostgreSQL as DATABASE_URL says, applies pending migrations, closes on shutdown. */
 export default fp(
   async (fastify) => {
-    const database = createDatabase(fastify.config.database);
+    const database = createDatabase(fastify.config.database, { connectTimeoutS: fastify.config.DATABASE_CONNECT_TIMEOUT_S });
     try {
       await runMigrations(database, fastify.config.database);
     } catch (error) {

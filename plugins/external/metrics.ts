@@ -87,7 +87,7 @@ export default fp(
 
     // Both build gauges are read in the same scrape: they share one in-flight query.
     let pending: Promise<Record<BuildStatusValue, number> | undefined> | undefined;
-    const buildCounts = () =>
+    const countBuilds = () =>
       (pending ??= fastify.buildsRepository
         .countByStatus()
         .catch((error: unknown) => {
@@ -97,6 +97,8 @@ export default fp(
         .finally(() => {
           pending = undefined;
         }));
+    // While the database is known to be down, a scrape answers at once, without these two series' figures.
+    const buildCounts = () => (fastify.databaseAvailability?.available === false ? Promise.resolve(undefined) : countBuilds());
 
     new Gauge({
       name: 'usine_builds',

@@ -26,11 +26,17 @@ const APIDOCS_CSP = {
 /** Swagger UI at /apidocs (the seed's path) and the document at /apidocs/json. */
 export default fp(
   async (fastify) => {
-    await fastify.register(swaggerUi, {
-      routePrefix: '/apidocs',
-      uiConfig: { persistAuthorization: true, displayRequestDuration: true, tryItOutEnabled: false },
-      validatorUrl: false,
-      staticCSP: APIDOCS_CSP,
+    await fastify.register(async (docs) => {
+      // The pages and the document need no database: they stay up during an outage (plugins/app/database-availability.ts).
+      docs.addHook('onRoute', (route) => {
+        route.config = { ...route.config, database: false };
+      });
+      await docs.register(swaggerUi, {
+        routePrefix: '/apidocs',
+        uiConfig: { persistAuthorization: true, displayRequestDuration: true, tryItOutEnabled: false },
+        validatorUrl: false,
+        staticCSP: APIDOCS_CSP,
+      });
     });
   },
   { name: 'swagger-ui', dependencies: ['swagger'] },

@@ -68,7 +68,7 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 /** Kubernetes-style probes. Never rate limited, never shed under load: a busy process must not look dead. */
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const shipped = latestShippedMigration(fastify.database.dialect);
-  const probeConfig = { rateLimit: false as const, pressureHandler: NEVER_SHED };
+  const probeConfig = { rateLimit: false as const, pressureHandler: NEVER_SHED, database: false };
 
   fastify.get(
     '/health/live',
@@ -106,6 +106,9 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     async () => {
       if (fastify.lifecycle.shuttingDown) {
         throw fastify.httpErrors.serviceUnavailable('Not ready: the process is shutting down');
+      }
+      if (!fastify.databaseAvailability.available) {
+        throw fastify.httpErrors.serviceUnavailable('Not ready: the database does not answer');
       }
       let applied: number;
       try {

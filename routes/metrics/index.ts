@@ -37,7 +37,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     '/metrics',
     {
       // A scraper polls it on a schedule: never throttled (nor counted against the other routes' limit).
-      config: { rateLimit: false },
+      config: { rateLimit: false, database: false },
       schema: {
         tags: ['monitoring'],
         operationId: 'getMetrics',

@@ -19,6 +19,8 @@ export interface WorkerPoolOptions extends RunSettings {
   artifacts: ArtifactsRepository;
   events: BuildEventBus;
   log: FastifyBaseLogger;
+  /** False while the database is known to be down: workers neither claim nor sweep then (src/db/availability.ts). */
+  databaseAvailable?: () => boolean;
   /** Told whenever the number of busy workers changes. */
   onBusyChange?: (busy: number, idle: number) => void;
 }
@@ -38,7 +40,7 @@ export class BuildWorkerPool {
   private readonly running = new Map<number, AbortController>();
   private readonly loops: Promise<void>[] = [];
   private readonly stopping = new AbortController();
-  private wake = new AbortController();
+  private wakeSignal = new AbortController();
   private unsubscribe?: () => void;
   private sweeper?: NodeJS.Timeout;
   /** Set when the drain period has run out: a build claimed after that (a claim already in flight) is released at once. */
@@ -53,7 +55,7 @@ export class BuildWorkerPool {
   start(): void {
     if (this.options.concurrency === 0) return;
     this.unsubscribe = this.options.events.subscribe((event) => {
-      if (event.type === 'queued') this.wakeIdleWorkers();
+      if (event.type === 'queued') this.wake();
       else if (event.status !== 'running') this.running.get(event.build_id)?.abort(new Error(`now ${event.status}`));
     });
     const sweepEvery = Math.max(250, this.options.leaseMs / 2);
@@ -67,7 +69,7 @@ export class BuildWorkerPool {
     if (this.stopping.signal.aborted) return;
     this.stopping.abort();
     clearInterval(this.sweeper);
-    this.wakeIdleWorkers();
+    this.wake();
     const drained = Promise.all(this.loops);
     const timer = sleep(this.options.drainMs, 'timeout' as const, { ref: false });
     if ((await Promise.race([drained.then(() => 'done' as const), timer])) === 'timeout') {
@@ -78,9 +80,10 @@ export class BuildWorkerPool {
     this.unsubscribe?.();
   }
 
-  private wakeIdleWorkers(): void {
-    this.wake.abort();
-    this.wake = new AbortController();
+  /** Idle workers look for a queued build now rather than at their next poll. */
+  wake(): void {
+    this.wakeSignal.abort();
+    this.wakeSignal = new AbortController();
   }
 
   private reportBusy(): void {
@@ -90,6 +93,10 @@ export class BuildWorkerPool {
   private async workLoop(owner: string): Promise<void> {
     const { builds, log } = this.options;
     while (!this.stopping.signal.aborted) {
+      if (this.options.databaseAvailable?.() === false) {
+        await this.idle();
+        continue;
+      }
       let build: BuildRow | undefined;
       try {
         build = await builds.claimNext(owner, this.options.leaseMs);
@@ -105,7 +112,7 @@ export class BuildWorkerPool {
   }
 
   private async idle(): Promise<void> {
-    const signal = AbortSignal.any([this.wake.signal, this.stopping.signal]);
+    const signal = AbortSignal.any([this.wakeSignal.signal, this.stopping.signal]);
     await sleep(IDLE_POLL_MS, undefined, { signal }).catch(() => undefined);
   }
 
@@ -135,6 +142,7 @@ export class BuildWorkerPool {
 
   private async recoverExpiredLeases(): Promise<void> {
     const { builds, events, log } = this.options;
+    if (this.options.databaseAvailable?.() === false) return;
     try {
       const { failed, requeued } = await builds.recoverExpired(this.options.maxAttempts);
       for (const build of [...failed, ...requeued]) {

@@ -41,9 +41,17 @@ export interface Notifications {
   notify(channel: string, payload: string): Promise<void>;
 }
 
-export function createDatabase(config: DatabaseConfig): Database {
-  return config.dialect === 'pg' ? createPostgres(config.url) : createSqlite(config.path);
+export interface ConnectionOptions {
+  /** Seconds to wait for a new PostgreSQL connection (default 5). */
+  connectTimeoutS?: number;
 }
+
+export function createDatabase(config: DatabaseConfig, options: ConnectionOptions = {}): Database {
+  return config.dialect === 'pg' ? createPostgres(config.url, options) : createSqlite(config.path);
+}
+
+/** Seconds before the n-th reconnection attempt after a failed one: quick, and never more than a second apart. */
+const reconnectBackoff = (attempt: number) => Math.min(0.05 * 2 ** attempt, 1);
 
 function createSqlite(path: string): Database {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
@@ -68,11 +76,16 @@ function createSqlite(path: string): Database {
   };
 }
 
-function createPostgres(url: string): Database {
+function createPostgres(url: string, { connectTimeoutS = 5 }: ConnectionOptions): Database {
   const client = postgres(url, {
     max: 10,
-    connect_timeout: 5,
+    connect_timeout: connectTimeoutS,
     idle_timeout: 60,
+    // The driver's default backoff grows to 20 s between attempts, and queries queued meanwhile wait that long.
+    backoff: reconnectBackoff,
+    // No array column is read, and the array-type lookup that each new connection would run otherwise escapes as an
+    // unhandled rejection (which ends the process) when the database drops the connection during it (postgres 3.4.9).
+    fetch_types: false,
     onnotice: () => {},
   });
   const db = drizzlePg(client, { schema: pgSchema });

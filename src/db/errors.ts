@@ -23,21 +23,24 @@ export const isForeignKeyViolation = (error: unknown) => hasCode(error, ['23503'
 const isClosedSqliteHandle = (error: unknown) =>
   causes(error).some((e) => e instanceof TypeError && e.message === 'The database connection is not open');
 
-/** Connection-level failures: the database is down or unreachable, not the request's fault. */
+/** PostgreSQL could not be reached, or dropped the connection: the sign of an outage, not of a busy database. */
+const CONNECTION_FAILURES = [
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'CONNECT_TIMEOUT',
+  'CONNECTION_CLOSED',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+];
+
+export const isConnectionFailure = (error: unknown) => hasCode(error, CONNECTION_FAILURES);
+
+/** Connection-level failures: the database is down, unreachable, closing or busy, not the request's fault. */
 export const isDatabaseUnavailable = (error: unknown) =>
   isClosedSqliteHandle(error) ||
-  hasCode(error, [
-    'ECONNREFUSED',
-    'ECONNRESET',
-    'ETIMEDOUT',
-    'CONNECT_TIMEOUT',
-    'CONNECTION_CLOSED',
-    'CONNECTION_ENDED',
-    'CONNECTION_DESTROYED',
-    '57P01', // admin_shutdown
-    '57P03', // cannot_connect_now
-    'SQLITE_BUSY',
-  ]);
+  hasCode(error, [...CONNECTION_FAILURES, 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'SQLITE_BUSY']);
 
 export const isNotNullViolation = (error: unknown) => hasCode(error, ['23502', 'SQLITE_CONSTRAINT_NOTNULL']);
 
