@@ -3,7 +3,7 @@
  * through a TCP proxy owned by the test, which cuts every connection and refuses new ones, then lets them through
  * again. While it is down, requests that need the database answer 503 problems at once (they are answered while the
  * outage still lasts: a request waiting for the database would hang the test); when it is back the app recovers by
- * itself and reads and writes again. The whole scenario under load, with builds, is test/chaos/outage.chaos.ts.
+ * itself and reads and writes again. The whole scenario under load, with builds, is test/chaos/outage.pg.chaos.ts.
  */
 import { createServer as createTcpServer, connect, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';

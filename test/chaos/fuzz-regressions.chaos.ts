@@ -55,6 +55,7 @@ describe(`fuzz regressions (${testDb})`, () => {
       db: testDb,
       what: `${CASES.length} named adversarial requests found by (or next to) the fuzzer, mostly NUL characters in text inputs.`,
       happened: failed.length ? `Wrong answers: ${failed.map((o) => `${o.name} → ${o.status}`).join('; ')}` : 'Every one answered as expected, with no 5xx.',
+      ok: failed.length === 0,
       figures: { requests: outcomes.length, '5xx': outcomes.filter((o) => o.status >= 500).length, wrong: failed.length },
     });
   });

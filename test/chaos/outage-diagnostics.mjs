@@ -1,5 +1,5 @@
 /* global process */
-// Test-only preload for the outage chaos scenario (test/chaos/outage.chaos.ts), loaded with NODE_OPTIONS=--import=….
+// Test-only preload for the outage chaos scenario (test/chaos/outage.pg.chaos.ts), loaded with NODE_OPTIONS=--import=….
 // It changes nothing: it only reports, on stderr, every unhandled rejection and uncaught exception with what is known
 // of the promise (postgres.js queries carry their SQL in `strings`), so that a crash during the outage can be traced.
 import { inspect } from 'node:util';

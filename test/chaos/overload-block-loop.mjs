@@ -1,5 +1,5 @@
 /* global process, setTimeout */
-// Test-only preload for the overload chaos scenario (test/chaos/overload.chaos.ts), loaded into a real server with
+// Test-only preload for the overload chaos scenario (test/chaos/overload.sqlite.chaos.ts), loaded into a real server with
 // NODE_OPTIONS=--import=<this file>. On SIGWINCH it blocks the event loop for CHAOS_BLOCK_MS (default 4000 ms):
 // busy loops of CHAOS_BLOCK_SLICE_MS (default 150 ms) with only a few milliseconds between them, so requests still
 // get through between slices but the event loop delay stays far over any sane threshold. Nothing else changes.

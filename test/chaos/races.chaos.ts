@@ -78,6 +78,7 @@ describe(`races settle with one winner (${testDb})`, () => {
       db: testDb,
       what: `${ROUNDS} rounds of ${CONCURRENCY} concurrent POST /projects with one name.`,
       happened: `Each round: one 201, ${CONCURRENCY - 1} 409 conflict, one row.`,
+      ok: errors === 0,
       figures: { requests: ROUNDS * CONCURRENCY, '5xx': errors, created, conflicts, rounds: ROUNDS },
     });
   });
@@ -138,6 +139,7 @@ describe(`races settle with one winner (${testDb})`, () => {
       db: testDb,
       what: `${BUILDS} builds triggered at once at BUILD_TIME_SCALE=${scale} on 3 workers, each canceled 0–24 ms after its trigger answered.`,
       happened: inconsistencies.length ? inconsistencies.slice(0, 5).join('; ') : `Every build ended one way: ${JSON.stringify(outcomes)}; cancel answers agreed with the outcome.`,
+      ok: inconsistencies.length === 0 && answers.every((a) => a.response.statusCode < 500),
       figures: {
         builds: BUILDS,
         requests: BUILDS * 2,
@@ -178,6 +180,7 @@ describe(`races settle with one winner (${testDb})`, () => {
       scenario: 'race-retry-storm',
       db: testDb,
       what: `${STORM} concurrent POST /builds/:id/retry of one finished build, BUILD_QUEUE_LIMIT=${QUEUE_LIMIT}, no workers.`,
+      ok: fiveXx(responses) === 0 && created.length === QUEUE_LIMIT && refused.every((r) => r.statusCode === 429),
       happened: `${created.length} retries created (distinct ids: ${new Set(created.map((b) => b.id)).size}), ${refused.length} refused (${[...new Set(refused.map((r) => r.statusCode))].join(', ')}); build numbers ${numbers[0]}–${numbers.at(-1)} for ${numbers.length} builds; ${queued} queued.`,
       figures: {
         requests: STORM,
@@ -241,6 +244,7 @@ describe(`races settle with one winner (${testDb})`, () => {
       db: testDb,
       what: `${ROUNDS} rounds of ${CONCURRENCY} concurrent POST /token/refresh with one refresh token.`,
       happened: leaks.length ? leaks.join('; ') : `${winners} winner(s) in ${ROUNDS} rounds (at most one each); every other answer 401; after each round the whole family, winner included, was dead.`,
+      ok: leaks.length === 0 && fiveXx(all) === 0,
       figures: { requests: all.length, '5xx': fiveXx(all), winners, refused_401: count(all, 401), family_leaks: leaks.length, rounds: ROUNDS },
     });
     expect(fiveXx(all)).toBe(0);
@@ -304,6 +308,7 @@ describe(`races settle with one winner (${testDb})`, () => {
       db: testDb,
       what: `${ROUNDS} rounds: ${LANES} lanes of GETs with a maintainer's token while an admin deletes that user; then GETs and a POST with the dead token.`,
       happened: oddities.length ? oddities.slice(0, 5).join('; ') : 'Every answer was 200 as that user or 401; after the delete, only 401.',
+      ok: oddities.length === 0 && figures['5xx'] === 0,
       figures,
     });
     expect(oddities).toEqual([]);
