@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer } from '../../src/server.js';
-import { createScratchDatabase, problemOf, testConfig, testDb, useTestApp, type ScratchDatabase } from '../helper.js';
+import { bearer, createScratchDatabase, login, problemOf, testConfig, testDb, useTestApp, type ScratchDatabase } from '../helper.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -85,6 +85,44 @@ describe(`readiness failures on a separate app (${testDb})`, () => {
     await server.database.close();
     expectUnavailable(await server.inject({ method: 'GET', url: '/health/ready' }), /database does not answer/);
     expect((await server.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
+  });
+
+  // The database circuit (plugins/app/database-availability.ts); test/database-outage.pg.test.ts has a real outage and the recovery.
+  it('answers 503 service_unavailable with Retry-After once the database is gone; probes, status, docs and metrics still answer', async () => {
+    const server = await build({ DATABASE_PING_INTERVAL_MS: '100', DATABASE_PING_TIMEOUT_MS: '500' });
+    const token = await login(server);
+    expect((await server.inject({ method: 'GET', url: '/projects', headers: bearer(token) })).statusCode).toBe(200);
+    expect(server.databaseAvailability.available).toBe(true);
+
+    await server.database.close();
+    for (let waited = 0; waited < 5000 && server.databaseAvailability.available; waited += 20) await sleep(20);
+    expect(server.databaseAvailability.available, 'the circuit opened').toBe(false);
+
+    for (const request of [
+      { method: 'GET' as const, url: '/projects' },
+      { method: 'GET' as const, url: '/me' },
+      { method: 'POST' as const, url: '/projects', payload: { name: 'during-outage', repo: 'https://example.com/x.git' } },
+      { method: 'POST' as const, url: '/login', payload: { username: 'admin', password: 'admin123' } },
+    ]) {
+      const response = await server.inject({ ...request, headers: bearer(token) });
+      expect(response.statusCode, `${request.method} ${request.url}: ${response.body}`).toBe(503);
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(Number(response.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect(problemOf(response)).toMatchObject({ status: 503, error: 'service_unavailable', detail: 'The database is unavailable; retry shortly' });
+    }
+
+    expect((await server.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
+    const ready = await server.inject({ method: 'GET', url: '/health/ready' });
+    expect(ready.statusCode).toBe(503);
+    expect(problemOf(ready).detail).toMatch(/database does not answer/);
+    const status = await server.inject({ method: 'GET', url: '/status' });
+    expect(status.statusCode).toBe(503);
+    expect(status.json()).toMatchObject({ status: 'degraded', db: 'error', queue: null });
+    expect((await server.inject({ method: 'GET', url: '/apidocs/json' })).statusCode).toBe(200);
+    const metrics = await server.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.body).toMatch(/^usine_build_queue_depth nan$/im);
+    expect((await server.inject({ method: 'GET', url: '/no-such-route' })).statusCode).toBe(404);
   });
 
   it('ready answers 503 when the newest shipped migration is not recorded as applied', async () => {
