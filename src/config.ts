@@ -52,6 +52,12 @@ export const EnvSchema = Type.Object({
   DATABASE_PING_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 1000 }),
   /** A ping not answered within this many ms counts as failed. */
   DATABASE_PING_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 60_000, default: 2000 }),
+  /**
+   * A request to a route that needs the database, still unanswered after this many seconds, gets a 503 (and the
+   * database a ping at once): a query stuck on a connection that no longer leads anywhere (a network partition) does
+   * not hold its client. 0 = no bound. Streams (live logs) count only until their headers are sent.
+   */
+  DATABASE_REQUEST_TIMEOUT_S: Type.Number({ minimum: 0, maximum: 300, default: 10 }),
   LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info' }),
   BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024, default: 1024 * 1024 }),
   /** Seconds a connection may stay idle (no byte in or out) before it is closed. */

@@ -14,10 +14,16 @@ import { bearer, createScratchDatabase, login, problemOf, testConfig, type Scrat
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Forwards a local port to PostgreSQL; `down()` cuts every connection and closes the port, `up()` reopens it. */
+/**
+ * Forwards a local port to PostgreSQL. `down()` cuts every connection and closes the port (a stopped server);
+ * `freeze()` keeps every connection open but holds whatever is sent either way (a network partition), `thaw()`
+ * delivers it and forwards again.
+ */
 class SwitchableProxy {
   private server?: Server;
   private readonly sockets = new Set<Socket>();
+  private frozen = false;
+  private held: (() => void)[] = [];
   port = 0;
 
   constructor(private readonly target: { host: string; port: number }) {}
@@ -30,7 +36,8 @@ class SwitchableProxy {
         socket.on('close', () => this.sockets.delete(socket));
         socket.on('error', () => undefined);
       }
-      client.pipe(upstream).pipe(client);
+      this.forward(client, upstream);
+      this.forward(upstream, client);
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
@@ -44,6 +51,24 @@ class SwitchableProxy {
     this.server = undefined;
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  }
+
+  freeze(): void {
+    this.frozen = true;
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    const held = this.held;
+    this.held = [];
+    for (const deliver of held) deliver();
+  }
+
+  private forward(from: Socket, to: Socket): void {
+    from.on('data', (chunk: Buffer) => {
+      if (this.frozen) this.held.push(() => to.write(chunk));
+      else to.write(chunk);
+    });
   }
 }
 
@@ -60,7 +85,12 @@ describe('PostgreSQL outage through a proxy (pg)', () => {
     const proxied = new URL(scratch.url);
     proxied.port = String(proxy.port);
     app = await createServer(
-      testConfig(proxied.toString(), { DATABASE_PING_INTERVAL_MS: '200', DATABASE_PING_TIMEOUT_MS: '1000', DATABASE_CONNECT_TIMEOUT_S: '2' }),
+      testConfig(proxied.toString(), {
+        DATABASE_PING_INTERVAL_MS: '200',
+        DATABASE_PING_TIMEOUT_MS: '1000',
+        DATABASE_CONNECT_TIMEOUT_S: '2',
+        DATABASE_REQUEST_TIMEOUT_S: '1',
+      }),
       { logger: false },
     );
     await app.ready();
@@ -114,5 +144,34 @@ describe('PostgreSQL outage through a proxy (pg)', () => {
     expect((listed.json() as { items: { name: string }[] }).items.map((project) => project.name)).toEqual(['before-outage']);
     const afterwards = await app.inject({ method: 'POST', url: '/projects', headers: auth, payload: { name: 'after-outage', repo: 'https://example.com/c.git' } });
     expect(afterwards.statusCode, afterwards.body).toBe(201);
+  });
+
+  it('answers 503 when the database stops answering without closing anything (a partition), then recovers', async () => {
+    const token = await login(app);
+    const auth = bearer(token);
+    expect((await app.inject({ method: 'GET', url: '/projects', headers: auth })).statusCode).toBe(200);
+
+    proxy.freeze();
+    // Its queries are sent and never answered: DATABASE_REQUEST_TIMEOUT_S (1 s here) ends the wait with a 503.
+    const stuck = await app.inject({ method: 'GET', url: '/projects', headers: auth });
+    expect(stuck.statusCode, stuck.body).toBe(503);
+    expect(problemOf(stuck)).toMatchObject({ error: 'service_unavailable', detail: expect.stringMatching(/No answer from the database within 1 s/) });
+    expect(stuck.headers['retry-after']).toBeDefined();
+    // The unanswered pings open the circuit: from then on, 503 at once.
+    for (let waited = 0; waited < 5000 && app.databaseAvailability.available; waited += 20) await sleep(20);
+    expect(app.databaseAvailability.available, 'the circuit opened').toBe(false);
+    const refused = await app.inject({ method: 'GET', url: '/me', headers: auth });
+    expect(refused.statusCode).toBe(503);
+    expect(problemOf(refused).detail).toBe('The database is unavailable; retry shortly');
+
+    proxy.thaw();
+    let served = false;
+    for (let waited = 0; waited < 10_000 && !served; waited += 100) {
+      served = (await app.inject({ method: 'GET', url: '/projects', headers: auth })).statusCode === 200;
+      if (!served) await sleep(100);
+    }
+    expect(served, 'served again once the database answers').toBe(true);
+    const written = await app.inject({ method: 'POST', url: '/projects', headers: auth, payload: { name: 'after-partition', repo: 'https://example.com/d.git' } });
+    expect(written.statusCode, written.body).toBe(201);
   });
 });

@@ -1,3 +1,4 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { DatabaseAvailability } from '../../src/db/availability.js';
 import { isConnectionFailure } from '../../src/db/errors.js';
@@ -17,7 +18,9 @@ declare module 'fastify' {
  * While the database is unavailable, every request to a route that needs it answers a 503 `service_unavailable`
  * problem with `Retry-After` at once, before authentication (which queries it) and without queuing work for a
  * connection that is not there. Routes with `config: { database: false }` are served as usual; `/health/ready` and
- * `/status` report the outage themselves.
+ * `/status` report the outage themselves. A request that needs the database and is still unanswered after
+ * DATABASE_REQUEST_TIMEOUT_S gets a 503 too (its late result is dropped): it may or may not have been applied, as
+ * with any timeout, which the detail says.
  */
 export default fp(
   async (fastify) => {
@@ -35,11 +38,48 @@ export default fp(
     fastify.decorate('databaseAvailability', availability);
     const retryAfterS = String(Math.max(1, Math.ceil(config.DATABASE_PING_INTERVAL_MS / 1000)));
 
-    fastify.addHook('onRequest', async (request, reply) => {
-      if (availability.available || request.routeOptions.config.database === false || request.is404) return;
+    // Requests waiting on the database, swept once a second for those past DATABASE_REQUEST_TIMEOUT_S: cheaper on the
+    // hot path than a timer per request.
+    const deadlineMs = config.DATABASE_REQUEST_TIMEOUT_S * 1000;
+    const inFlight = new Map<FastifyRequest, FastifyReply>();
+    const expire = (request: FastifyRequest, reply: FastifyReply) => {
+      inFlight.delete(request);
+      if (reply.sent || reply.raw.headersSent) return;
+      availability.suspect();
+      request.log.error({ timeout_s: config.DATABASE_REQUEST_TIMEOUT_S }, 'request unanswered in time: the database may be unreachable');
       reply.header('retry-after', retryAfterS);
-      throw fastify.httpErrors.serviceUnavailable('The database is unavailable; retry shortly');
+      reply.send(
+        fastify.httpErrors.serviceUnavailable(
+          `No answer from the database within ${config.DATABASE_REQUEST_TIMEOUT_S} s; the request may or may not have been applied`,
+        ),
+      );
+    };
+
+    fastify.addHook('onRequest', (request, reply, done) => {
+      if (request.routeOptions.config.database === false || request.is404) return done();
+      if (!availability.available) {
+        reply.header('retry-after', retryAfterS);
+        return done(fastify.httpErrors.serviceUnavailable('The database is unavailable; retry shortly'));
+      }
+      if (deadlineMs > 0) inFlight.set(request, reply);
+      done();
     });
+    if (deadlineMs > 0) {
+      fastify.addHook('onSend', (request, _reply, payload, done) => {
+        inFlight.delete(request);
+        done(null, payload);
+      });
+      fastify.addHook('onRequestAbort', (request, done) => {
+        inFlight.delete(request);
+        done();
+      });
+      const sweeper = setInterval(() => {
+        for (const [request, reply] of inFlight) if (reply.elapsedTime >= deadlineMs) expire(request, reply);
+      }, Math.min(1000, deadlineMs));
+      sweeper.unref();
+      fastify.addHook('onClose', async () => clearInterval(sweeper));
+    }
+
     fastify.addHook('onError', async (_request, _reply, error) => {
       if (isConnectionFailure(error)) availability.suspect();
     });
