@@ -106,6 +106,18 @@ export const EnvSchema = Type.Object({
   /** `Retry-After` (seconds) sent with a shed request's 503. */
   UNDER_PRESSURE_RETRY_AFTER_S: Type.Integer({ minimum: 1, maximum: 3600, default: 5 }),
   /**
+   * How long authentication may reuse "this user exists, with this role, in this live session" without asking the
+   * database, in ms; 0 asks on every request. Changes made through this process end a reused answer at once; other
+   * processes' changes reach it within 50 ms on SQLite, by notification on PostgreSQL (milliseconds): this bounds the
+   * time only if that notification is lost.
+   */
+  AUTH_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 2000 }),
+  /**
+   * Nice value (1–19) given to libuv's thread pool, where argon2 hashes passwords, so that a login flood cannot take
+   * the cores other requests need (Linux; see src/threadpool-priority.ts); 0 leaves the pool's priority alone.
+   */
+  THREAD_POOL_NICE: Type.Integer({ minimum: 0, maximum: 19, default: 10 }),
+  /**
    * On SIGTERM, ms to keep serving while `/health/ready` already answers 503, before the listener closes, so load
    * balancers stop routing here first. The whole shutdown must fit in 10 s.
    */

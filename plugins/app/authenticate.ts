@@ -39,9 +39,9 @@ export default fp(
       if (claims.typ !== 'access' || !Number.isSafeInteger(id) || typeof claims.fid !== 'string' || claims.fid === '') {
         throw unauthorized('Not an access token');
       }
-      // Looked up on every request (one query) so that a deleted or demoted user, or a logged-out or
-      // compromised session, loses access at once.
-      const user = await fastify.refreshTokensRepository.findActiveCaller(id, claims.fid);
+      // The database's answer, or the cache's (plugins/app/caller-cache.ts) while nothing that could change it has
+      // happened: a deleted or demoted user, or a logged-out or compromised session, loses access at once.
+      const user = await fastify.callerCache.find(id, claims.fid);
       if (!user) throw unauthorized('The user of this token no longer exists or its session was revoked');
       request.caller = { id: user.id, username: user.username, role: user.role, familyId: claims.fid };
     }
@@ -55,5 +55,5 @@ export default fp(
       }
     });
   },
-  { name: 'authenticate', dependencies: ['jwt', 'sensible', 'repositories'] },
+  { name: 'authenticate', dependencies: ['jwt', 'sensible', 'repositories', 'caller-cache'] },
 );

@@ -17,11 +17,13 @@ declare module 'fastify' {
 
 export default fp(
   async (fastify) => {
-    fastify.decorate('usersRepository', createUsersRepository(fastify.database));
+    // Changes that can take access away end authentication's cached answers at once in this process.
+    const onAuthChange = () => fastify.callerCache.invalidate();
+    fastify.decorate('usersRepository', createUsersRepository(fastify.database, { onAuthChange }));
     fastify.decorate('projectsRepository', createProjectsRepository(fastify.database));
     fastify.decorate('buildsRepository', createBuildsRepository(fastify.database));
     fastify.decorate('artifactsRepository', createArtifactsRepository(fastify.database));
-    fastify.decorate('refreshTokensRepository', createRefreshTokensRepository(fastify.database));
+    fastify.decorate('refreshTokensRepository', createRefreshTokensRepository(fastify.database, { onAuthChange }));
   },
-  { name: 'repositories', dependencies: ['database'] },
+  { name: 'repositories', dependencies: ['database', 'caller-cache'] },
 );

@@ -31,7 +31,8 @@ export default fp(
       secret: JWT_SECRET,
       sign: { algorithm: 'HS256', iss: JWT_ISSUER, aud: JWT_AUDIENCE, expiresIn: `${ACCESS_TOKEN_TTL}s` },
       // `cache`: a token already verified is not re-hashed (fast-jwt keeps its result until the token expires);
-      // revocation does not depend on it: the caller and the session are re-read on every request.
+      // revocation does not depend on it: the caller and the session are checked on every request
+      // (plugins/app/authenticate.ts).
       verify: {
         algorithms: ['HS256'],
         allowedIss: JWT_ISSUER,

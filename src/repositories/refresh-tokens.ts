@@ -11,12 +11,20 @@ export interface NewRefreshToken {
   expires_at: Date;
 }
 
+export interface AuthChangeOptions {
+  /**
+   * Called after a change that can take access away (a session revoked, a user changed or deleted), before the
+   * method returns: authentication's cache forgets what it knew (plugins/app/caller-cache.ts).
+   */
+  onAuthChange?: () => void;
+}
+
 /**
  * Refresh tokens and their families (one family per login). A family is revoked as soon as any of its rows
  * carries `revoked_at`: that one rule covers logout, reuse detection and a token added to a family while it
  * was being revoked. Every method is a single statement, so it is atomic on both databases.
  */
-export function createRefreshTokensRepository({ db, tables }: Database) {
+export function createRefreshTokensRepository({ db, tables }: Database, { onAuthChange = () => {} }: AuthChangeOptions = {}) {
   const { refresh_tokens: tokens, users } = tables;
 
   /** `refresh_tokens` rows of the family, one of them revoked (served by refresh_tokens_family_idx). */
@@ -89,6 +97,7 @@ export function createRefreshTokensRepository({ db, tables }: Database) {
           ),
         )
         .returning({ id: tokens.id });
+      if (rows.length > 0) onAuthChange();
       return rows.length;
     },
 
@@ -99,6 +108,7 @@ export function createRefreshTokensRepository({ db, tables }: Database) {
         .set({ revoked_at: now })
         .where(and(eq(tokens.family_id, familyId), eq(tokens.user_id, userId), isNull(tokens.revoked_at)))
         .returning({ id: tokens.id });
+      if (rows.length > 0) onAuthChange();
       return rows.length;
     },
 
@@ -109,6 +119,7 @@ export function createRefreshTokensRepository({ db, tables }: Database) {
         .set({ revoked_at: now })
         .where(and(eq(tokens.user_id, userId), isNull(tokens.revoked_at)))
         .returning({ id: tokens.id });
+      if (rows.length > 0) onAuthChange();
       return rows.length;
     },
 

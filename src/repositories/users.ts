@@ -1,5 +1,6 @@
 import { and, asc, count, eq, ne, or, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import type { AuthChangeOptions } from './refresh-tokens.js';
 
 export const ROLES = ['viewer', 'maintainer', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -29,7 +30,7 @@ export interface UserListQuery {
  */
 export type GuardedOutcome<T> = { ok: true; value: T } | { ok: false; reason: 'not_found' | 'last_admin' };
 
-export function createUsersRepository({ db, tables, dialect }: Database) {
+export function createUsersRepository({ db, tables, dialect }: Database, { onAuthChange = () => {} }: AuthChangeOptions = {}) {
   const { users } = tables;
 
   /** Everything but the password hash: what the API may show. */
@@ -111,6 +112,7 @@ export function createUsersRepository({ db, tables, dialect }: Database) {
         .where(and(eq(users.id, id), guard))
         .returning(publicFields);
       const user = rows[0];
+      if (user) onAuthChange();
       return user ? { ok: true, value: user } : { ok: false, reason: await whyUnchanged(id) };
     },
 
@@ -123,6 +125,7 @@ export function createUsersRepository({ db, tables, dialect }: Database) {
         .where(and(eq(users.id, id), guard))
         .returning({ id: users.id });
       const deleted = rows[0];
+      if (deleted) onAuthChange();
       return deleted ? { ok: true, value: deleted.id } : { ok: false, reason: await whyUnchanged(id) };
     },
   };

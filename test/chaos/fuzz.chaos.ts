@@ -151,6 +151,8 @@ describe(`fuzzing every documented operation from the OpenAPI document (${testDb
         await app.database.db.update(users).set({ role: fixture.role, password_hash: fixture.password_hash }).where(eq(users.username, fixture.username));
       }
     }
+    // Raw SQL bypasses the repositories: wait until the caller cache has heard of it (its database trigger).
+    await app.callerCache.sync();
     for (const role of ['admin', 'maintainer', 'viewer'] as const) {
       const me = await app.inject({ method: 'GET', url: '/me', headers: bearer(tokens[role]) });
       if (me.statusCode !== 200 || me.json<{ role: string }>().role !== role) tokens[role] = await login(app, USERNAMES[role], role === 'admin' ? undefined : PASSWORD);

@@ -263,6 +263,10 @@ describe(`POST /token/refresh and POST /logout (${testDb})`, () => {
 
       const { users } = ctx.app.database.tables;
       await ctx.app.database.db.delete(users).where(eq(users.id, user.id));
+      // Raw SQL bypasses the repositories, so it reaches authentication's cache the way another process's change
+      // does, within milliseconds: sync() waits for it (SQLite: reads the change counter now; PostgreSQL: waits for
+      // the notification). test/plugins/caller-cache.test.ts covers both paths.
+      await ctx.app.callerCache.sync();
 
       expect(await t.familyRows(String(claimsOf(pair.access_token).fid))).toEqual([]);
       expectUnauthorized(await t.refresh(next.refresh_token), '/token/refresh');
