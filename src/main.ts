@@ -3,6 +3,7 @@ import closeWithGrace from 'close-with-grace';
 import { config as loadDotenv } from 'dotenv';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createServer } from './server.js';
+import { lowerThreadPoolPriority } from './threadpool-priority.js';
 
 loadDotenv({ quiet: true });
 
@@ -15,7 +16,9 @@ try {
   process.exit(1);
 }
 
+const lowered = await lowerThreadPoolPriority(config.THREAD_POOL_NICE);
 const server = await createServer(config);
+server.log.info({ threads: lowered, nice: config.THREAD_POOL_NICE }, 'thread pool (password hashing) priority lowered');
 
 /**
  * Graceful shutdown, bounded to 10 s (Kubernetes' terminationGracePeriodSeconds must be larger): readiness turns

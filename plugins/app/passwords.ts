@@ -1,32 +1,57 @@
 import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import argon2 from 'argon2';
 import fp from 'fastify-plugin';
 
 /** OWASP Password Storage Cheat Sheet: argon2id, 19 MiB, 2 iterations, parallelism 1. */
 export const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 19 * 1024, timeCost: 2, parallelism: 1 } as const;
 
-/**
- * At most this many hashes at once, one per core. Argon2 runs on libuv's thread pool (off the event loop), but more
- * hashes than cores at once only make each slower, hold 19 MiB each, take thread-pool slots file I/O needs, and leave
- * the event loop fewer turns on a core, so every other request slows down during a login flood.
- */
-const MAX_CONCURRENT_HASHES = Math.max(1, availableParallelism());
+const CORES = Math.max(1, availableParallelism());
 
-/** A counting semaphore: runs `task` once fewer than `limit` others run. */
-function limiter(limit: number) {
+/**
+ * Share of time the event loop spends running (event-loop utilisation, over the last EVENT_LOOP_SAMPLE_MS) above
+ * which, if it served requests other than the hashing ones meanwhile, it counts as busy with them.
+ */
+const BUSY_EVENT_LOOP = 0.25;
+const EVENT_LOOP_SAMPLE_MS = 100;
+
+/**
+ * How many hashes may run at once: one per core while logins are all the event loop does (logins alone get every
+ * core), one per core but one while other requests keep it busy, so that a login flood leaves a core to them. Argon2
+ * runs on libuv's thread pool (off the event loop), but more hashes than cores at once only make each slower, hold
+ * 19 MiB each, take thread-pool slots file I/O needs, and leave the event loop fewer turns on a core. (The pool's
+ * threads also run at a lower priority: src/threadpool-priority.ts.)
+ */
+export function hashConcurrency(eventLoopUtilization: number, otherRequests: number, cores = CORES): number {
+  return eventLoopUtilization > BUSY_EVENT_LOOP && otherRequests > 0 ? Math.max(1, cores - 1) : cores;
+}
+
+/** A counting semaphore whose limit may change: runs `task` once fewer than `limit()` others run. */
+export function limiter(limit: () => number) {
   let active = 0;
   const waiting: (() => void)[] = [];
-  return async <T>(task: () => Promise<T>): Promise<T> => {
-    if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
-    else active++;
+  /** Starts waiting tasks while there is room (after a task ends, or when the limit grew). */
+  const pump = () => {
+    while (waiting.length > 0 && active < limit()) {
+      active++;
+      waiting.shift()?.();
+    }
+  };
+  const run = async <T>(task: () => Promise<T>): Promise<T> => {
+    if (active >= limit() || waiting.length > 0) {
+      await new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        pump();
+      });
+    } else active++;
     try {
       return await task();
     } finally {
-      const next = waiting.shift();
-      if (next) next();
-      else active--;
+      active--;
+      pump();
     }
   };
+  return Object.assign(run, { pump });
 }
 
 export interface Passwords {
@@ -46,12 +71,36 @@ declare module 'fastify' {
 
 export default fp(
   async (fastify) => {
-    const limit = limiter(MAX_CONCURRENT_HASHES);
-    const hash = (password: string) => limit(() => argon2.hash(password, ARGON2_OPTIONS));
+    let concurrency = CORES;
+    const limit = limiter(() => concurrency);
+    // Requests received, and hashes asked for (one per login), since the last sample.
+    let requests = 0;
+    let hashes = 0;
+    const countRequest = () => requests++;
+    fastify.server.on('request', countRequest);
+    let last = performance.eventLoopUtilization();
+    const sampler = setInterval(() => {
+      const now = performance.eventLoopUtilization();
+      concurrency = hashConcurrency(performance.eventLoopUtilization(now, last).utilization, requests - hashes);
+      last = now;
+      requests = 0;
+      hashes = 0;
+      limit.pump();
+    }, EVENT_LOOP_SAMPLE_MS);
+    sampler.unref();
+    fastify.addHook('onClose', async () => {
+      clearInterval(sampler);
+      fastify.server.off('request', countRequest);
+    });
+    const hashed = <T>(task: () => Promise<T>) => {
+      hashes++;
+      return limit(task);
+    };
+    const hash = (password: string) => hashed(() => argon2.hash(password, ARGON2_OPTIONS));
     const dummyHash = await hash(`unknown-user-${Math.random()}`);
     const verify = async (stored: string | undefined, password: string) => {
       try {
-        const matches = await limit(() => argon2.verify(stored ?? dummyHash, password));
+        const matches = await hashed(() => argon2.verify(stored ?? dummyHash, password));
         return matches && stored !== undefined;
       } catch {
         return false; // a malformed stored hash never authenticates
