@@ -3,7 +3,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { linesFrom, logBytes, parseByteRange, sliceFrom } from '../../src/builds/log-slice.js';
 import { acceptsEventStream, SSE_HEADERS, SseStream } from '../../src/http/sse.js';
 import { isTerminal } from '../../src/repositories/builds.js';
-import { BUILD_STATUSES } from '../../src/schemas/build.js';
+import { BUILD_STATUSES, type BuildStatusValue } from '../../src/schemas/build.js';
 import { idParams } from '../../src/schemas/common.js';
 import { problemResponses } from '../../src/schemas/responses.js';
 
@@ -102,6 +102,25 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   });
 
+  /**
+   * The build as the next read finds it, shared by every stream that asks before that read starts: a change event
+   * reaches all of a build's followers at once, and one query (and one copy of the log's bytes) then serves them all
+   * instead of one each. A read already under way is never joined: it may predate the change the caller was told of.
+   */
+  const pendingReads = new Map<number, Promise<{ status: BuildStatusValue; bytes: Buffer } | undefined>>();
+  const nextRead = (id: number) => {
+    let read = pendingReads.get(id);
+    if (!read) {
+      read = Promise.resolve().then(async () => {
+        pendingReads.delete(id);
+        const build = await builds.findById(id);
+        return build && { status: build.status, bytes: logBytes(build.logs) };
+      });
+      pendingReads.set(id, read);
+    }
+    return read;
+  };
+
   /** Streams the log of build `id` from byte `from`, as the build runs, until it finishes. */
   function follow(id: number, from: number, log: { warn(obj: object, msg: string): void }): SseStream {
     const sse = new SseStream({ keepAliveMs, retryMs: RETRY_MS });
@@ -120,7 +139,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       try {
         do {
           again = false;
-          const build = await builds.findById(id);
+          const build = await nextRead(id);
           if (!sse.isOpen) return;
           if (!build) {
             // Deleted (with its project) while followed: nothing more will come.
@@ -128,7 +147,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
             sse.end();
             return;
           }
-          const bytes = logBytes(build.logs);
+          const { bytes } = build;
           // A finished build's log is complete: a last line without a line feed may be sent too.
           const final = isTerminal(build.status);
           const { lines, next } = linesFrom(bytes, cursor, final);
