@@ -36,10 +36,13 @@ RUN npm run build \
 FROM node:22-bookworm-slim
 WORKDIR /app
 
+# MALLOC_ARENA_MAX=1: one malloc arena, so that the 19 MiB each argon2 hash allocates is reused by the next hash on
+# any thread instead of staying resident in one arena per thread-pool thread (BENCHMARKS.md, Findings).
 ENV NODE_ENV=production \
     PORT=5000 \
     HOST=0.0.0.0 \
-    DATABASE_URL=sqlite:/app/data/usine.db
+    DATABASE_URL=sqlite:/app/data/usine.db \
+    MALLOC_ARENA_MAX=1
 
 # package.json marks the project root: the app reads its version there and finds drizzle/{sqlite,pg}
 # (migrations, applied at start-up) next to it. Code stays owned by root, read-only to the `node` user.
@@ -61,4 +64,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 
 # Exec form, no shell in between: node itself receives SIGTERM from `docker stop` and shuts down
 # gracefully (close-with-grace: stops accepting connections, finishes in-flight requests, closes the DB).
-CMD ["node", "dist/src/main.js"]
+# V8: a 2 x 2 MiB young generation, and the old one collected once it grows 20 % past the live data (no hard limit):
+# the same flags as package.json's `start` and the benchmark (bench/servers.ts).
+CMD ["node", "--max-semi-space-size=2", "--heap-growing-percent=20", "dist/src/main.js"]

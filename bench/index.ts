@@ -18,7 +18,7 @@ import { BENCHMARKS_FILE, getSection, readBenchmarks, setIntro, upsertSection, w
 import { parseOptions, type BenchOptions } from './options.js';
 import { buildTargets, dbName, extrasLines, httpTargets, scenarioTable, soakTargets, verdictTable } from './report.js';
 import { runDatabase, type DatabaseResults } from './run-database.js';
-import { BENCH_TIME_SCALE } from './servers.js';
+import { APP_NODE_FLAGS, APP_PROCESS_ENV, BENCH_TIME_SCALE } from './servers.js';
 
 const options = parseOptions(process.argv.slice(2));
 const started = Date.now();
@@ -53,7 +53,7 @@ console.log(`\nDone in ${((Date.now() - started) / 1000).toFixed(0)} s.`);
 
 if (options.write && !options.only) {
   const intro = `\`npm run bench\` (\`node --import tsx bench/index.ts\`; \`-- --quick\` for a smoke run under 2 minutes) starts Usine
-(\`${options.dist ? 'node dist/src/main.js' : 'node --import tsx src/main.ts'}\`, logger at \`warn\`, rate limits off, \`BUILD_TIME_SCALE=${BENCH_TIME_SCALE}\`, 10 build workers) on a scratch
+(\`${['node', ...APP_NODE_FLAGS, options.dist ? 'dist/src/main.js' : '--import tsx src/main.ts'].join(' ')}\` with \`${Object.entries(APP_PROCESS_ENV).map(([name, value]) => `${name}=${value}`).join(' ')}\`, as \`npm start\` and the image run it; logger at \`warn\`, rate limits off, \`BUILD_TIME_SCALE=${BENCH_TIME_SCALE}\`, 10 build workers) on a scratch
 SQLite file and on a scratch PostgreSQL database, seeds them with SQL (${options.projects.toLocaleString('en-US')} projects with 3 builds each, and one
 project with ${options.bigBuilds.toLocaleString('en-US')} finished builds numbered without gaps), and loads each endpoint with
 [autocannon](https://github.com/mcollina/autocannon) (${options.connections} connections) for a fixed time after a warm-up. Two

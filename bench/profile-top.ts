@@ -2,7 +2,10 @@
  * The hottest spots of a V8 CPU profile (BENCH_CPU_PROF=<dir> npm run bench …, or node --cpu-prof): self time per
  * function and per package/file, idle and GC shown apart.
  *
- *   node --import tsx bench/profile-top.ts <file.cpuprofile> [--top=25]
+ *   node --import tsx bench/profile-top.ts <file.cpuprofile> [--top=25] [--skip=<s>]
+ *
+ * --skip leaves out the first seconds of the profile (start-up: module loading, schema compilation), so that what
+ * remains is the process under load.
  */
 import { readFileSync } from 'node:fs';
 
@@ -19,12 +22,18 @@ interface Profile {
 }
 
 const file = process.argv[2];
-if (!file) throw new Error('usage: bench/profile-top.ts <file.cpuprofile> [--top=25]');
+if (!file) throw new Error('usage: bench/profile-top.ts <file.cpuprofile> [--top=25] [--skip=<s>]');
 const top = Number(process.argv.find((arg) => arg.startsWith('--top='))?.split('=')[1] ?? 25);
+const skipUs = Number(process.argv.find((arg) => arg.startsWith('--skip='))?.split('=')[1] ?? 0) * 1e6;
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
 const selfUs = new Map<number, number>();
-profile.samples.forEach((id, index) => selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)));
+let elapsedUs = 0;
+profile.samples.forEach((id, index) => {
+  const delta = profile.timeDeltas[index] ?? 0;
+  elapsedUs += delta;
+  if (elapsedUs >= skipUs) selfUs.set(id, (selfUs.get(id) ?? 0) + delta);
+});
 const total = [...selfUs.values()].reduce((sum, us) => sum + us, 0);
 
 /** `node_modules/<pkg>` or the repository-relative file, or the V8 pseudo-frame. */

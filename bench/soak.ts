@@ -17,7 +17,7 @@ import { describeMachine } from './machine.js';
 import { readBenchmarks, upsertSection, writeBenchmarks } from './markdown.js';
 import type { Dialect } from './options.js';
 import { sampleRss } from './rss.js';
-import { startApp } from './servers.js';
+import { APP_NODE_FLAGS, APP_PROCESS_ENV, startApp } from './servers.js';
 import { followBuilds } from './sse.js';
 
 const args = process.argv.slice(2);
@@ -93,6 +93,8 @@ try {
     `- Growth: ${growth.toFixed(1)} % (end vs start)`,
     `- Targets: RSS < 150 MB ${verdict(maxMb < 150)}; growth ≤ 10 % ${verdict(growth <= 10)}`,
     `- Full length: ${fullLength ? 'yes' : 'no'} (${minutes} min, ${streams} streams)`,
+    `- Server: ${has('dist') ? 'built dist/ (node dist/src/main.js)' : 'src/ under tsx'}, with ${APP_NODE_FLAGS.join(' ') || 'no node flags'} and ` +
+      `${Object.entries(APP_PROCESS_ENV).map(([name, value]) => `${name}=${value}`).join(' ') || 'no extra environment'} (bench/servers.ts)`,
     `- Load served: ${(readResult.requests.total / readResult.duration).toFixed(0)} reads/s (${readResult.non2xx + readResult.errors} non-2xx/errors), ` +
       `${streamStats.streams} SSE streams over ${streamStats.builds} builds, ${streamStats.eventsPerS.toFixed(0)} events/s, ` +
       `latency p50 ${streamStats.latencyP50.toFixed(0)} ms p99 ${streamStats.latencyP99.toFixed(0)} ms, ${streamStats.failed} streams without their end event`,
