@@ -3,7 +3,7 @@
  *   --quick              short durations and fewer rows (a smoke run, under 2 minutes)
  *   --only=a,b           only these scenarios (names as printed; `builds` runs bench/builds.ts)
  *   --db=sqlite|pg|both  which databases (default both)
- *   --dist               run the built server (dist/src/main.js, `npm run build` first) instead of src/ under tsx
+ *   --tsx                run src/ under tsx instead of the built server (dist/src/main.js, built by `npm run bench`'s prebench)
  *   --write / --no-write write BENCHMARKS.md and bench/ratios.svg, or not (default: write on a full run without --only;
  *                        a --quick or --only run only prints, so CI's smoke run leaves the tree clean)
  */
@@ -14,7 +14,7 @@ export interface BenchOptions {
   only?: Set<string>;
   dialects: Dialect[];
   write: boolean;
-  /** Run dist/src/main.js instead of src/main.ts under tsx. */
+  /** Run dist/src/main.js (the default: what `npm start` runs) rather than src/main.ts under tsx (--tsx). */
   dist: boolean;
   /** Seconds measured per scenario, after `warmupS` seconds of the same load. */
   durationS: number;
@@ -37,13 +37,13 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const onlyText = value('only');
   const db = value('db') ?? 'both';
   if (!['sqlite', 'pg', 'both'].includes(db)) throw new Error(`--db must be sqlite, pg or both (got ${db})`);
-  const unknown = argv.filter((arg) => arg.startsWith('--') && !/^--(quick|only|db|write|no-write|dist)(=|$)/.test(arg));
+  const unknown = argv.filter((arg) => arg.startsWith('--') && !/^--(quick|only|db|write|no-write|tsx)(=|$)/.test(arg));
   if (unknown.length > 0) throw new Error(`unknown flag(s): ${unknown.join(' ')}`);
   return {
     quick,
     only: onlyText ? new Set(onlyText.split(',').map((name) => name.trim()).filter(Boolean)) : undefined,
     dialects: db === 'both' ? ['sqlite', 'pg'] : [db as Dialect],
-    dist: flag('dist') !== undefined,
+    dist: flag('tsx') === undefined,
     write: flag('write') !== undefined || (flag('no-write') === undefined && !quick && !onlyText),
     durationS: quick ? 2 : 10,
     warmupS: quick ? 0.5 : 3,

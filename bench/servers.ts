@@ -1,7 +1,7 @@
 /**
- * The processes a benchmark run talks to, all children of the bench, on one database: the Usine server (`node
- * --import tsx src/main.ts` with test/processes.ts' settings, or the built `dist/src/main.js` with --dist after
- * `npm run build`) and the baseline server (bench/baseline-server.ts).
+ * The processes a benchmark run talks to, all children of the bench, on one database: the Usine server (the built
+ * `dist/src/main.js`, which `npm run bench` builds first, or `src/main.ts` under tsx with --tsx; test/processes.ts'
+ * settings) and the baseline server (bench/baseline-server.ts).
  * BENCH_CPU_PROF=<dir> makes the Usine server write a V8 CPU profile there when it exits (--cpu-prof).
  * The server runs with the process settings `npm start` and the Docker image use (APP_NODE_FLAGS, APP_PROCESS_ENV);
  * BENCH_APP_NODE_FLAGS (space-separated, may be empty) replaces the flags, to compare others.
@@ -91,7 +91,7 @@ export async function startApp(databaseUrl: string, name: string, options: { dis
   let entry = ['--import', 'tsx', join('src', 'main.ts')];
   if (options.dist) {
     const built = join('dist', 'src', 'main.js');
-    if (!existsSync(join(repoRoot, built))) throw new Error(`--dist: ${built} is missing (npm run build first)`);
+    if (!existsSync(join(repoRoot, built))) throw new Error(`${built} is missing (npm run build first, or --tsx)`);
     entry = [built];
     env.FASTIFY_AUTOLOAD_TYPESCRIPT = undefined;
   }

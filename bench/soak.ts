@@ -5,7 +5,7 @@
  * every few seconds; the figures at start (after the warm-up), max, end and the growth go to stdout and to the
  * "## Soak" section of BENCHMARKS.md (targets: RSS < 150 MB, growth ≤ 10 %).
  *
- *   node --import tsx bench/soak.ts [--minutes=5] [--short] [--db=sqlite|pg] [--streams=1000] [--rate=200] [--dist] [--write|--no-write]
+ *   node --import tsx bench/soak.ts [--minutes=5] [--short] [--db=sqlite|pg] [--streams=1000] [--rate=200] [--tsx] [--write|--no-write]
  *
  * --short: 1 minute after a 10 s warm-up, sampled every second (to try it); not written unless --write.
  */
@@ -42,7 +42,7 @@ try {
   await migrate(database.url);
   const seeded = await seed(database, 200, 10_000);
   // Queued builds keep their streams open too: more builds in flight than workers is fine.
-  server = await startApp(database.url, `soak-${dialect}`, { dist: has('dist'), env: { BUILD_TIME_SCALE: String(TIME_SCALE), BUILD_CONCURRENCY: '10' } });
+  server = await startApp(database.url, `soak-${dialect}`, { dist: !has('tsx'), env: { BUILD_TIME_SCALE: String(TIME_SCALE), BUILD_CONCURRENCY: '10' } });
   const token = await loginAdmin(server.url);
   const api = apiClient(server.url, token);
   const project = await api.expect<{ id: number }>(201, 'POST', '/projects', { name: 'soak-streams', repo: 'https://github.com/bench/soak' });
@@ -93,7 +93,7 @@ try {
     `- Growth: ${growth.toFixed(1)} % (end vs start)`,
     `- Targets: RSS < 150 MB ${verdict(maxMb < 150)}; growth ≤ 10 % ${verdict(growth <= 10)}`,
     `- Full length: ${fullLength ? 'yes' : 'no'} (${minutes} min, ${streams} streams)`,
-    `- Server: ${has('dist') ? 'built dist/ (node dist/src/main.js)' : 'src/ under tsx'}, with ${APP_NODE_FLAGS.join(' ') || 'no node flags'} and ` +
+    `- Server: ${has('tsx') ? 'src/ under tsx' : 'built dist/ (node dist/src/main.js)'}, with ${APP_NODE_FLAGS.join(' ') || 'no node flags'} and ` +
       `${Object.entries(APP_PROCESS_ENV).map(([name, value]) => `${name}=${value}`).join(' ') || 'no extra environment'} (bench/servers.ts)`,
     `- Load served: ${(readResult.requests.total / readResult.duration).toFixed(0)} reads/s (${readResult.non2xx + readResult.errors} non-2xx/errors), ` +
       `${streamStats.streams} SSE streams over ${streamStats.builds} builds, ${streamStats.eventsPerS.toFixed(0)} events/s, ` +
