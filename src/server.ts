@@ -70,8 +70,9 @@ export async function createServer(config: Config, options: ServerOptions = {}):
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   fastify.setValidatorCompiler(createValidatorCompiler());
-  fastify.addHook('onRequest', async (request, reply) => {
+  fastify.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
+    done();
   });
   await fastify.register(fp(usineApp), { config });
   return fastify;

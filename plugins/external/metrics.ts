@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { RequestMetrics, type CollectedMetric } from '../../src/http/request-metrics.js';
 import { BUILD_STATUSES, type BuildStatusValue } from '../../src/schemas/build.js';
 
 /** The route label of a request that matched no route: one series for every unknown path (bounded cardinality). */
@@ -57,32 +58,28 @@ export default fp(
     if (!fastify.config.METRICS_ENABLED) return;
 
     const registry = new Registry();
-    const labelNames = ['method', 'route', 'status_code'] as const;
-
-    const duration = new Histogram({
+    const http = new RequestMetrics(DURATION_BUCKETS);
+    const served = (metric: { name: string; get(): CollectedMetric }) =>
+      // prom-client's Registry renders any object with a name and a get() like its own metrics; its type names only those.
+      registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
+    served({
       name: 'http_request_duration_seconds',
-      help: 'Time to answer HTTP requests, in seconds, by method, route pattern (not_found: no route matched) and status code',
-      labelNames,
-      buckets: DURATION_BUCKETS,
-      registers: [registry],
+      get: () =>
+        http.durationHistogram(
+          'http_request_duration_seconds',
+          'Time to answer HTTP requests, in seconds, by method, route pattern (not_found: no route matched) and status code',
+        ),
     });
-    const requests = new Counter({
+    served({
       name: 'http_requests_total',
-      help: 'HTTP requests answered, by method, route pattern (not_found: no route matched) and status code',
-      labelNames,
-      registers: [registry],
+      get: () => http.requestCounter('http_requests_total', 'HTTP requests answered, by method, route pattern (not_found: no route matched) and status code'),
     });
 
-    fastify.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
-      const labels = {
-        method: request.method,
-        route: request.routeOptions.url ?? NOT_FOUND_ROUTE,
-        status_code: String(reply.statusCode),
-      };
+    fastify.addHook('onResponse', (request: FastifyRequest, reply: FastifyReply, done: () => void) => {
       // A live log stream lasts as long as its build: its length would swamp the latency histogram.
       const streamed = String(reply.getHeader('content-type') ?? '').startsWith('text/event-stream');
-      if (!streamed) duration.observe(labels, reply.elapsedTime / 1000);
-      requests.inc(labels);
+      http.record(request.method, request.routeOptions.url ?? NOT_FOUND_ROUTE, reply.statusCode, streamed ? undefined : reply.elapsedTime / 1000);
+      done();
     });
 
     // Both build gauges are read in the same scrape: they share one in-flight query.
