@@ -80,7 +80,7 @@ all alike.
 \`GET /projects/:id/builds\` is measured on the project with ${options.bigBuilds.toLocaleString('en-US')} builds, first page and last page
 (\`?page=${Math.ceil(options.bigBuilds / 20)}&per_page=20\`, and through \`?cursor=\` when the API gives one). \`POST /projects/:id/build\` queues builds faster than the workers run them: the
 queue is canceled in the database after it. The login flood is \`GET /projects\` and \`POST /login\` (both ${options.connections}
-connections) at once. The live-log run keeps ${options.sseClients} SSE clients on ${options.sseBuilds} builds at a time
+connections) at once, its p99 compared with GET /projects measured alone just before (same data). The live-log run keeps ${options.sseClients} SSE clients on ${options.sseBuilds} builds at a time
 (${Math.ceil(options.sseClients / options.sseBuilds)} per build), each build starting over once finished; the latency of a line is from when the worker was
 due to write it (\`started_at\` + its simulated offset × \`BUILD_TIME_SCALE\`) to when a client parsed it.
 
