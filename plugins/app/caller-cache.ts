@@ -81,13 +81,11 @@ export default fp(
     };
     fastify.decorate('callerCache', Object.assign(cache, { sync }));
     // Notifications sent while this process had no connection are lost: when the database comes back, start afresh.
-    fastify.addHook('onReady', async () => {
-      if (fastify.hasDecorator('databaseAvailability')) fastify.databaseAvailability.on('change', () => cache.invalidate());
-    });
+    fastify.databaseAvailability.on('change', () => cache.invalidate());
     fastify.addHook('onClose', async () => {
       cache.setEnabled(false);
       await listening?.unlisten().catch(() => undefined);
     });
   },
-  { name: 'caller-cache', dependencies: ['database'] },
+  { name: 'caller-cache', dependencies: ['database', 'database-availability'] },
 );

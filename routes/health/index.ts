@@ -5,6 +5,7 @@ import { sql } from 'drizzle-orm';
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import type { Database } from '../../src/db/client.js';
 import { migrationsFolder } from '../../src/db/migrate.js';
+import { withTimeout } from '../../src/timeout.js';
 import { problemResponses } from '../../src/schemas/responses.js';
 import { NEVER_SHED } from '../../plugins/external/under-pressure.js';
 
@@ -57,14 +58,6 @@ async function latestAppliedMigration(database: Database): Promise<number> {
   return Number(rows[0]?.latest ?? 0);
 }
 
-function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 /** Kubernetes-style probes. Never rate limited, never shed under load: a busy process must not look dead. */
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const shipped = latestShippedMigration(fastify.database.dialect);
@@ -112,7 +105,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       }
       let applied: number;
       try {
-        applied = await within(latestAppliedMigration(fastify.database), PING_TIMEOUT_MS);
+        applied = await withTimeout(latestAppliedMigration(fastify.database), PING_TIMEOUT_MS);
       } catch (error) {
         fastify.log.warn({ err: error }, 'readiness: the database does not answer');
         throw fastify.httpErrors.serviceUnavailable('Not ready: the database does not answer');

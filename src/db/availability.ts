@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { withTimeout } from '../timeout.js';
 
 export interface AvailabilityOptions {
   /** Resolves when the database answers a trivial query. */
@@ -80,12 +81,4 @@ export class DatabaseAvailability extends EventEmitter<{ change: [available: boo
     this.options.onChange?.(available, reason);
     this.emit('change', available);
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
