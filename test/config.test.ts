@@ -184,6 +184,16 @@ describe('invalid values', () => {
     expect(loadConfig({ SHUTDOWN_DELAY_MS: '4000', BUILD_DRAIN_S: '5' }).BUILD_DRAIN_S).toBe(5);
   });
 
+  it('refuses timeouts that defeat each other: headers after the whole request, a log stream cut while idle', () => {
+    const headers = configErrorOf(() => loadConfig({ HTTP_HEADERS_TIMEOUT_S: '40', HTTP_REQUEST_TIMEOUT_S: '30' }));
+    expect(headers).toContain('HTTP_HEADERS_TIMEOUT_S');
+    expect(headers).toContain('HTTP_REQUEST_TIMEOUT_S');
+    const stream = configErrorOf(() => loadConfig({ SSE_KEEPALIVE_S: '60', HTTP_CONNECTION_TIMEOUT_S: '60' }));
+    expect(stream).toContain('SSE_KEEPALIVE_S');
+    expect(stream).toContain('HTTP_CONNECTION_TIMEOUT_S');
+    expect(loadConfig({ HTTP_HEADERS_TIMEOUT_S: '30', SSE_KEEPALIVE_S: '59' })).toMatchObject({ HTTP_HEADERS_TIMEOUT_S: 30, SSE_KEEPALIVE_S: 59 });
+  });
+
   it('names every bad variable at once', () => {
     const message = configErrorOf(() => loadConfig({ PORT: 'abc', LOG_LEVEL: 'loud', BUILD_FAIL_RATE: '2' }));
     expect(message).toMatch(/\bPORT\b/);
