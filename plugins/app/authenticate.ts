@@ -1,5 +1,7 @@
-import type { FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import type { FastifyRequest, onRequestHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
+import type { ActiveCaller } from '../../src/auth/caller-cache.js';
+import { VerifiedTokens } from '../../src/auth/verified-tokens.js';
 import { roleRank, type Role } from '../../src/repositories/users.js';
 import type { AccessTokenClaims } from '../external/jwt.js';
 
@@ -15,45 +17,101 @@ export interface Caller {
 declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook: a valid bearer access token of an existing user and an unrevoked family, or 401. */
-    authenticate: onRequestAsyncHookHandler;
+    authenticate: onRequestHookHandler;
     /** onRequest hook: authenticate, then 403 unless the caller's role is at least `role`. */
-    requireRole(role: Role): onRequestAsyncHookHandler;
+    requireRole(role: Role): onRequestHookHandler;
   }
   interface FastifyRequest {
     caller: Caller;
   }
 }
 
+type VerifiedAccessClaims = AccessTokenClaims & { exp: number };
+
+/** The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, RFC 7235), or why there is none. */
+function bearerToken(header: string | undefined): string | { refused: string } {
+  if (!header) return { refused: 'No Authorization was found in request.headers' };
+  const space = header.indexOf(' ');
+  if (space !== 6 || header.slice(0, 6).toLowerCase() !== 'bearer') return { refused: 'Format is Authorization: Bearer [token]' };
+  const token = header.slice(7);
+  if (token === '' || token.includes(' ')) return { refused: 'Format is Authorization: Bearer [token]' };
+  return token;
+}
+
 export default fp(
   async (fastify) => {
     const unauthorized = (detail: string) => fastify.httpErrors.unauthorized(detail);
+    const { callerCache } = fastify;
+    const verifiedTokens = new VerifiedTokens<VerifiedAccessClaims>();
 
-    async function authenticate(request: FastifyRequest): Promise<void> {
-      let claims: AccessTokenClaims;
-      try {
-        claims = await request.jwtVerify<AccessTokenClaims>();
-      } catch (error) {
-        throw unauthorized(error instanceof Error ? error.message : 'invalid token');
+    /** The verified claims of the request's access token, or the 401 to answer. */
+    function accessClaims(request: FastifyRequest): AccessTokenClaims | Error {
+      const token = bearerToken(request.headers.authorization);
+      if (typeof token !== 'string') return unauthorized(token.refused);
+      let claims = verifiedTokens.get(token);
+      if (!claims) {
+        try {
+          // Synchronous (HS256 with a static secret): the same verifier @fastify/jwt's request.jwtVerify() ends in,
+          // without its per-request option merging, second decode and callback chain.
+          claims = fastify.jwt.verify<VerifiedAccessClaims>(token);
+        } catch (error) {
+          const code = (error as { code?: unknown }).code;
+          return unauthorized(code === 'FAST_JWT_EXPIRED' ? 'Authorization token expired' : `Authorization token is invalid: ${(error as Error).message}`);
+        }
+        verifiedTokens.remember(token, claims);
       }
       const id = Number(claims.sub);
       if (claims.typ !== 'access' || !Number.isSafeInteger(id) || typeof claims.fid !== 'string' || claims.fid === '') {
-        throw unauthorized('Not an access token');
+        return unauthorized('Not an access token');
       }
-      // The database's answer, or the cache's (plugins/app/caller-cache.ts) while nothing that could change it has
-      // happened: a deleted or demoted user, or a logged-out or compromised session, loses access at once.
-      const user = await fastify.callerCache.find(id, claims.fid);
-      if (!user) throw unauthorized('The user of this token no longer exists or its session was revoked');
-      request.caller = { id: user.id, username: user.username, role: user.role, familyId: claims.fid };
+      return claims;
     }
+
+    const revoked = () => unauthorized('The user of this token no longer exists or its session was revoked');
+    const setCaller = (request: FastifyRequest, user: ActiveCaller, familyId: string) => {
+      request.caller = { id: user.id, username: user.username, role: user.role, familyId };
+    };
+
+    /**
+     * Authenticates, then calls `done` with the error to answer (or none). The database's answer, or the cache's
+     * (plugins/app/caller-cache.ts) while nothing that could change it has happened: a deleted or demoted user, or a
+     * logged-out or compromised session, loses access at once. A cached answer completes synchronously.
+     */
+    function identify(request: FastifyRequest, then: (error?: Error) => void): void {
+      const claims = accessClaims(request);
+      if (claims instanceof Error) return then(claims);
+      const id = Number(claims.sub);
+      const hit = callerCache.cached(id, claims.fid);
+      if (hit) {
+        setCaller(request, hit, claims.fid);
+        return then();
+      }
+      callerCache.find(id, claims.fid).then(
+        (user) => {
+          if (!user) return then(revoked());
+          setCaller(request, user, claims.fid);
+          then();
+        },
+        (error: Error) => then(error),
+      );
+    }
+
+    const authenticate: onRequestHookHandler = (request, _reply, done) => identify(request, done);
 
     fastify.decorateRequest('caller', null as unknown as Caller);
     fastify.decorate('authenticate', authenticate);
-    fastify.decorate('requireRole', (role: Role): onRequestAsyncHookHandler => async (request) => {
-      await authenticate(request);
-      if (roleRank(request.caller.role) < roleRank(role)) {
-        throw fastify.httpErrors.forbidden(`This needs the ${role} role; you are ${request.caller.role}`);
-      }
-    });
+    fastify.decorate(
+      'requireRole',
+      (role: Role): onRequestHookHandler =>
+        (request, _reply, done) =>
+          identify(request, (error) => {
+            if (error) return done(error);
+            if (roleRank(request.caller.role) < roleRank(role)) {
+              return done(fastify.httpErrors.forbidden(`This needs the ${role} role; you are ${request.caller.role}`));
+            }
+            done();
+          }),
+    );
   },
   { name: 'authenticate', dependencies: ['jwt', 'sensible', 'repositories', 'caller-cache'] },
 );

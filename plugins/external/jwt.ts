@@ -30,15 +30,13 @@ export default fp(
     await fastify.register(jwt, {
       secret: JWT_SECRET,
       sign: { algorithm: 'HS256', iss: JWT_ISSUER, aud: JWT_AUDIENCE, expiresIn: `${ACCESS_TOKEN_TTL}s` },
-      // `cache`: a token already verified is not re-hashed (fast-jwt keeps its result until the token expires);
-      // revocation does not depend on it: the caller and the session are checked on every request
-      // (plugins/app/authenticate.ts).
+      // No `cache` here: plugins/app/authenticate.ts keeps verified tokens itself (src/auth/verified-tokens.ts), keyed
+      // by the token rather than by a SHA-256 of it.
       verify: {
         algorithms: ['HS256'],
         allowedIss: JWT_ISSUER,
         allowedAud: JWT_AUDIENCE,
         requiredClaims: ['sub', 'exp', 'iss', 'aud'],
-        cache: true,
       },
     });
   },

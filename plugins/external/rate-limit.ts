@@ -93,10 +93,10 @@ export default fp(
     });
 
     const globalLimit = fastify.rateLimit();
-    fastify.addHook('onRequest', async function globalRateLimit(request: FastifyRequest, reply: FastifyReply) {
+    fastify.addHook('onRequest', function globalRateLimit(request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) {
       // `false` opts out; an object means the route has its own limiter (added by the plugin) instead.
-      if (request.routeOptions.config.rateLimit !== undefined) return;
-      await globalLimit.call(this, request, reply);
+      if (request.routeOptions.config.rateLimit !== undefined) return done();
+      globalLimit.call(this, request, reply).then(() => done(), done);
     });
   },
   { name: 'rate-limit' },

@@ -99,16 +99,28 @@ export class CallerCache {
     }
   }
 
-  async find(userId: number, familyId: string): Promise<ActiveCaller | undefined> {
-    if (!this.#enabled) return this.#options.load(userId, familyId);
+  /**
+   * The answer held for this (user, session), without asking the database: undefined when there is none (or it is
+   * stale), and then `find()` asks. Synchronous, so that the common case costs no promise.
+   */
+  cached(userId: number, familyId: string): ActiveCaller | undefined {
+    if (!this.#enabled) return undefined;
     const now = this.#now();
     if (this.#options.version && now - this.#versionReadAt >= (this.#options.versionCheckMs ?? 0)) this.checkVersion(now);
     const key = `${userId}:${familyId}`;
     const hit = this.#entries.get(key);
-    if (hit) {
-      if (hit.expiresAt > now) return hit.caller;
-      this.#entries.delete(key);
-    }
+    if (!hit) return undefined;
+    if (hit.expiresAt > now) return hit.caller;
+    this.#entries.delete(key);
+    return undefined;
+  }
+
+  async find(userId: number, familyId: string): Promise<ActiveCaller | undefined> {
+    const hit = this.cached(userId, familyId);
+    if (hit) return hit;
+    if (!this.#enabled) return this.#options.load(userId, familyId);
+    const now = this.#now();
+    const key = `${userId}:${familyId}`;
     const generation = this.#generation;
     const caller = await this.#options.load(userId, familyId);
     if (caller && generation === this.#generation && this.#enabled) {

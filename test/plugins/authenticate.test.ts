@@ -82,6 +82,14 @@ describe(`authenticate (GET /projects, ${testDb})`, () => {
     expectUnauthorized(await get('Bearer '));
   });
 
+  it('accepts the scheme in any case (RFC 7235), and refuses a token after two spaces or with a tail', async () => {
+    expect((await get(`bearer ${ctx.adminToken}`)).statusCode).toBe(200);
+    expect((await get(`BEARER ${ctx.adminToken}`)).statusCode).toBe(200);
+    expectUnauthorized(await get(`Bearer  ${ctx.adminToken}`));
+    expectUnauthorized(await get(`Bearer ${ctx.adminToken} extra`));
+    expectUnauthorized(await get(`Bearer\t${ctx.adminToken}`));
+  });
+
   it('refuses a valid token under another scheme', async () => {
     expectUnauthorized(await get(`Basic ${ctx.adminToken}`));
   });
