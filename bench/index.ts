@@ -53,15 +53,17 @@ console.log(`\nDone in ${((Date.now() - started) / 1000).toFixed(0)} s.`);
 
 if (options.write && !options.only) {
   const intro = `\`npm run bench\` (\`node --import tsx bench/index.ts\`; \`-- --quick\` for a smoke run under 2 minutes) starts Usine
-(\`${['node', ...APP_NODE_FLAGS, options.dist ? 'dist/src/main.js' : '--import tsx src/main.ts'].join(' ')}\` with \`${Object.entries(APP_PROCESS_ENV).map(([name, value]) => `${name}=${value}`).join(' ')}\`, as \`npm start\` and the image run it; logger at \`warn\`, rate limits off, \`BUILD_TIME_SCALE=${BENCH_TIME_SCALE}\`, 10 build workers) on a scratch
+(\`${['node', ...APP_NODE_FLAGS, options.dist ? 'dist/src/main.js' : '--import tsx src/main.ts'].join(' ')}\` with \`${Object.entries(APP_PROCESS_ENV).map(([name, value]) => `${name}=${value}`).join(' ')}\`, as \`npm start\` and the image run it; logger at \`warn\`, rate limits raised out of reach (the limiter still runs and sends its headers), \`BUILD_TIME_SCALE=${BENCH_TIME_SCALE}\`, 10 build workers) on a scratch
 SQLite file and on a scratch PostgreSQL database, seeds them with SQL (${options.projects.toLocaleString('en-US')} projects with 3 builds each, and one
 project with ${options.bigBuilds.toLocaleString('en-US')} finished builds numbered without gaps), and loads each endpoint with
 [autocannon](https://github.com/mcollina/autocannon) (${options.connections} connections) for a fixed time after a warm-up. Two
-baselines run in the same process tree on the same database (bench/baseline-server.ts): a **bare** Fastify route
+baselines run in the same process tree on the same database, with the same node flags and environment
+(bench/baseline-server.ts): a **bare** Fastify route
 returning a constant, and a **minimal** route doing GET /projects' work and nothing else (verify the JWT with
 \`@fastify/jwt\`, the same page query with its \`last_build_status\` subquery and the total with the raw driver, JSON
-out). Every figure is req/s, p50/p99 latency and the req/s ratio to those baselines; the Usine server's RSS is
-read from \`/proc/<pid>/status\` every 250 ms. Autocannon, the servers and the databases share the machine, so the
+out). Every figure is req/s, p50/p99 latency, the CPU time the answering process used per request (user + system,
+from \`/proc/<pid>/stat\`) and the req/s ratio to those baselines; the Usine server's RSS is read from
+\`/proc/<pid>/status\` every 250 ms. Autocannon, the servers and the databases share the machine, so the
 ratios matter more than the absolute figures.
 
 ![req/s ratios to the baselines](bench/ratios.svg)

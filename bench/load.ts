@@ -1,5 +1,6 @@
 /** One autocannon measurement: a warm-up of the same load, then the measured run; req/s and latency percentiles. */
 import autocannon from 'autocannon';
+import { readCpuMs } from './cpu.js';
 
 export interface LoadSpec {
   url: string;
@@ -9,6 +10,8 @@ export interface LoadSpec {
   body?: unknown;
   makeBody?: () => unknown;
   connections: number;
+  /** The server process answering: its CPU time per request is reported when given. */
+  pid?: number;
 }
 
 export interface Measurement {
@@ -19,6 +22,8 @@ export interface Measurement {
   /** Answers outside 2xx, plus socket errors and timeouts: a scenario with any is not a clean figure. */
   bad: number;
   statusCodes: string;
+  /** CPU time of the answering process per request (µs), when its pid was given and /proc is readable. */
+  cpuUs?: number;
 }
 
 function options(spec: LoadSpec, durationS: number): autocannon.Options {
@@ -36,12 +41,29 @@ function options(spec: LoadSpec, durationS: number): autocannon.Options {
   return { ...base, requests: [{ setupRequest: (request) => ({ ...request, body: JSON.stringify(makeBody()) }) }] };
 }
 
-const run = (opts: autocannon.Options) =>
+const load = (opts: autocannon.Options) =>
   new Promise<autocannon.Result>((resolve, reject) => {
     autocannon(opts, (error, result) => (error ? reject(error instanceof Error ? error : new Error(String(error))) : resolve(result)));
   });
 
-export function summarise(result: autocannon.Result): Measurement {
+type Run = autocannon.Result & { cpuMs?: number };
+
+/** One autocannon run, with the CPU the answering process used meanwhile. */
+async function run(spec: LoadSpec, durationS: number): Promise<Run> {
+  const before = spec.pid === undefined ? undefined : readCpuMs(spec.pid);
+  const result: Run = await load(options(spec, durationS));
+  const after = spec.pid === undefined ? undefined : readCpuMs(spec.pid);
+  if (before !== undefined && after !== undefined) result.cpuMs = after - before;
+  return result;
+}
+
+const cpuPerRequest = (runs: Run[]) => {
+  const requests = runs.reduce((sum, r) => sum + r.requests.total, 0);
+  if (requests === 0 || runs.some((r) => r.cpuMs === undefined)) return undefined;
+  return (runs.reduce((sum, r) => sum + r.cpuMs!, 0) * 1000) / requests;
+};
+
+export function summarise(result: Run): Measurement {
   const codes = Object.entries(result.statusCodeStats ?? {})
     .map(([code, stats]) => `${code}×${stats.count ?? 0}`)
     .join(' ');
@@ -52,18 +74,19 @@ export function summarise(result: autocannon.Result): Measurement {
     requests: result.requests.total,
     bad: result.non2xx + result.errors + result.timeouts,
     statusCodes: codes,
+    cpuUs: cpuPerRequest([result]),
   };
 }
 
 /** Warm-up (not recorded), then `durationS` seconds measured. */
 export async function measure(spec: LoadSpec, durationS: number, warmupS: number): Promise<Measurement> {
-  if (warmupS > 0) await run(options(spec, warmupS));
-  return summarise(await run(options(spec, durationS)));
+  if (warmupS > 0) await run(spec, warmupS);
+  return summarise(await run(spec, durationS));
 }
 
 /** Several loads at once (no warm-up): e.g. GET /projects while logins flood. Same order as `specs`. */
 export async function measureTogether(specs: LoadSpec[], durationS: number): Promise<Measurement[]> {
-  const results = await Promise.all(specs.map((spec) => run(options(spec, durationS))));
+  const results = await Promise.all(specs.map((spec) => run(spec, durationS)));
   return results.map(summarise);
 }
 
@@ -78,11 +101,11 @@ const median = (values: number[]) => {
  * of the rounds'. Same order as `specs`.
  */
 export async function measureAlternating(specs: LoadSpec[], durationS: number, warmupS: number, rounds: number): Promise<Measurement[]> {
-  if (warmupS > 0) for (const spec of specs) await run(options(spec, warmupS));
+  if (warmupS > 0) for (const spec of specs) await run(spec, warmupS);
   const roundS = Math.max(1, durationS / rounds);
-  const results = specs.map(() => [] as autocannon.Result[]);
+  const results = specs.map(() => [] as Run[]);
   for (let round = 0; round < rounds; round++) {
-    for (const [index, spec] of specs.entries()) results[index]!.push(await run(options(spec, roundS)));
+    for (const [index, spec] of specs.entries()) results[index]!.push(await run(spec, roundS));
   }
   return results.map((list) => {
     const parts = list.map(summarise);
@@ -94,6 +117,7 @@ export async function measureAlternating(specs: LoadSpec[], durationS: number, w
       requests,
       bad: parts.reduce((sum, p) => sum + p.bad, 0),
       statusCodes: [...new Set(parts.map((p) => p.statusCodes))].join(' '),
+      cpuUs: cpuPerRequest(list),
     };
   });
 }

@@ -16,12 +16,13 @@ const x = (value: number | undefined) => (value === undefined ? '—' : `${value
 const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
 
 export function scenarioTable(results: DatabaseResults): string {
-  const header = ['Scenario', 'req/s', 'p50 ms', 'p99 ms', '× bare', '× minimal', 'max RSS MB', 'non-2xx/errors'];
+  const header = ['Scenario', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs/req', '× bare', '× minimal', 'max RSS MB', 'non-2xx/errors'];
   const rows = results.scenarios.map((s) => [
     s.title,
     s.rps.toFixed(s.rps < 100 ? 1 : 0),
     String(s.p50),
     String(s.p99),
+    s.cpuUs === undefined ? '—' : s.cpuUs.toFixed(s.cpuUs < 10 ? 1 : 0),
     x(ratio(results, s, 'bare')),
     x(ratio(results, s, s.minimal)),
     s.rssMb === undefined ? '—' : s.rssMb.toFixed(0),

@@ -49,7 +49,7 @@ async function waitQueueEmpty(url: string, timeoutMs = 30_000): Promise<void> {
 }
 
 const fmt = (m: Measurement) =>
-  `${m.rps.toFixed(0)} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms${m.bad > 0 ? `, ${m.bad} bad (${m.statusCodes})` : ''}`;
+  `${m.rps.toFixed(0)} req/s, p50 ${m.p50} ms, p99 ${m.p99} ms${m.cpuUs === undefined ? '' : `, ${m.cpuUs.toFixed(0)} µs CPU/req`}${m.bad > 0 ? `, ${m.bad} bad (${m.statusCodes})` : ''}`;
 
 export async function runDatabase(dialect: Dialect, options: BenchOptions): Promise<DatabaseResults> {
   const database = await scratchDatabase(dialect);
@@ -99,6 +99,7 @@ export async function runDatabase(dialect: Dialect, options: BenchOptions): Prom
       });
       log(`[${dialect}] ${scenario.title}: ${fmt(result)}\n`);
     };
+    const withPid = (scenario: Scenario) => ({ ...scenario.spec(context), pid: scenario.server === 'app' ? app.pid : baseline.pid });
     // A group (a read and its minimal route; the builds pages) runs in alternation: ratios within it stay fair.
     const wanted = (s: Scenario) => !s.skip?.(context) && (selected(options, s.name) || SCENARIOS.some((o) => o.minimal === s.name && selected(options, o.name)));
     const done = new Set<string>();
@@ -109,8 +110,8 @@ export async function runDatabase(dialect: Dialect, options: BenchOptions): Prom
       rss.mark();
       const measured =
         members.length > 1
-          ? await measureAlternating(members.map((m) => m.spec(context)), options.durationS, options.warmupS, options.rounds)
-          : [await measure(scenario.spec(context), options.durationS, options.warmupS)];
+          ? await measureAlternating(members.map(withPid), options.durationS, options.warmupS, options.rounds)
+          : [await measure(withPid(scenario), options.durationS, options.warmupS)];
       const rssMb = rss.maxSinceMark();
       members.forEach((member, index) => record(member, measured[index]!, rssMb));
       if (scenario.name === 'trigger-build') {

@@ -4,7 +4,8 @@
  * settings) and the baseline server (bench/baseline-server.ts).
  * BENCH_CPU_PROF=<dir> makes the Usine server write a V8 CPU profile there when it exits (--cpu-prof).
  * The server runs with the process settings `npm start` and the Docker image use (APP_NODE_FLAGS, APP_PROCESS_ENV);
- * BENCH_APP_NODE_FLAGS (space-separated, may be empty) replaces the flags, to compare others.
+ * The baseline server runs with the same settings. BENCH_APP_NODE_FLAGS (space-separated, may be empty) replaces the
+ * flags of both, to compare others.
  */
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
@@ -50,6 +51,10 @@ export function appEnv(databaseUrl: string, extra: Record<string, string> = {}):
   };
 }
 
+/** The node flags of both servers: the production ones, or BENCH_APP_NODE_FLAGS. */
+const appNodeFlags = () =>
+  process.env.BENCH_APP_NODE_FLAGS === undefined ? APP_NODE_FLAGS : process.env.BENCH_APP_NODE_FLAGS.split(' ').filter(Boolean);
+
 /** Spawns `node <args>` from the repository root on a free port and waits until GET /health/ready answers. */
 async function spawnNode(name: string, args: string[], env: Record<string, string | undefined>): Promise<ServerProcess> {
   const [port] = await freePorts(1);
@@ -87,7 +92,7 @@ export async function startApp(databaseUrl: string, name: string, options: { dis
   const profileDir = process.env.BENCH_CPU_PROF;
   const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [];
   const env: Record<string, string | undefined> = { ...APP_PROCESS_ENV, ...appEnv(databaseUrl, options.env) };
-  const flags = process.env.BENCH_APP_NODE_FLAGS === undefined ? APP_NODE_FLAGS : process.env.BENCH_APP_NODE_FLAGS.split(' ').filter(Boolean);
+  const flags = appNodeFlags();
   let entry = ['--import', 'tsx', join('src', 'main.ts')];
   if (options.dist) {
     const built = join('dist', 'src', 'main.js');
@@ -98,7 +103,10 @@ export async function startApp(databaseUrl: string, name: string, options: { dis
   return spawnNode(name, [...profile, ...flags, ...entry], env);
 }
 
-/** Starts bench/baseline-server.ts on the same database. */
+/**
+ * Starts bench/baseline-server.ts on the same database, with the same node flags and process environment as the Usine
+ * server: a ratio then measures what the code costs, not a difference in garbage-collector settings.
+ */
 export async function startBaseline(databaseUrl: string): Promise<ServerProcess> {
-  return spawnNode('baseline', ['--import', 'tsx', join('bench', 'baseline-server.ts')], { ...JWT, DATABASE_URL: databaseUrl });
+  return spawnNode('baseline', [...appNodeFlags(), '--import', 'tsx', join('bench', 'baseline-server.ts')], { ...APP_PROCESS_ENV, ...JWT, DATABASE_URL: databaseUrl });
 }
