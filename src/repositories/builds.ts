@@ -56,6 +56,16 @@ export const isTerminal = (status: BuildStatusValue) => TERMINAL.includes(status
  * a cancel or a lease recovery gets there first wins, the others change nothing and learn it from the empty result.
  * Worker writes also require `lease_owner` to be the caller, so a worker that lost its lease can no longer write.
  */
+/** The value cached under `key`, made by `make(key)` the first time. */
+function cachedBy<K, V>(cache: Map<K, V>, key: K, make: (key: K) => V): V {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = make(key);
+    cache.set(key, value);
+  }
+  return value;
+}
+
 export function createBuildsRepository(database: Database) {
   const { db, tables, dialect } = database;
   const { builds, projects } = tables;
@@ -86,6 +96,66 @@ export function createBuildsRepository(database: Database) {
     .orderBy(desc(builds.number))
     .limit(sql.placeholder('limit'))
     .prepare('usine_builds_page_below');
+
+  // The build engine's statements, prepared once as well: at BUILD_TIME_SCALE=0, building them was a fifth of a
+  // worker process's CPU. Those that take the lease length are prepared per length (one, in practice).
+  const heldByOwner = and(eq(builds.id, sql.placeholder('id')), eq(builds.lease_owner, sql.placeholder('owner')), eq(builds.status, 'running'));
+  const claimStatements = new Map<number, ReturnType<typeof prepareClaim>>();
+  const claimStatement = (leaseMs: number) => cachedBy(claimStatements, leaseMs, prepareClaim);
+  function prepareClaim(leaseMs: number) {
+    const owner = sql.placeholder('owner');
+    const oldestQueued = db.select({ id: builds.id }).from(builds).where(eq(builds.status, 'queued')).orderBy(asc(builds.id)).limit(1);
+    const candidate = dialect === 'pg' ? oldestQueued.for('update', { skipLocked: true }) : oldestQueued;
+    const projectColumn = (column: typeof projects.name | typeof projects.repo) =>
+      sql<string | null>`(select ${qualified(column)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`;
+    return (
+      db
+        .update(builds)
+        .set({
+          status: 'running',
+          started_at: sql`${database.now()}`,
+          finished_at: null,
+          lease_owner: sql`${owner}`,
+          lease_expires_at: sql`${database.nowPlus(leaseMs)}`,
+          attempts: sql`${builds.attempts} + 1`,
+          // Written by the claim itself, so that even a process killed right after claiming leaves its trace.
+          logs: sql`${builds.logs} || '[usine] Build #' || ${builds.number} || ' of ' || ${projectColumn(projects.name)} || ' (' || ${builds.branch} || ' @ ' || substr(${builds.commit_sha}, 1, 7) || ') picked up by ' || ${owner} || ', attempt ' || (${builds.attempts} + 1) || ${'\n'}`,
+        })
+        // `id = (scalar subquery)`, not `id IN (…)`: PostgreSQL may re-run an IN subquery per row and claim several.
+        .where(and(eq(builds.id, sql`(${candidate})`), eq(builds.status, 'queued')))
+        // The project's name and repository come back with the claim: the run needs them, and this saves a query.
+        .returning({ ...getTableColumns(builds), project_name: projectColumn(projects.name), project_repo: projectColumn(projects.repo) })
+        .prepare(`usine_build_claim_${leaseMs}`)
+    );
+  }
+  const renewStatements = new Map<number, ReturnType<typeof prepareRenew>>();
+  const renewStatement = (leaseMs: number) => cachedBy(renewStatements, leaseMs, prepareRenew);
+  function prepareRenew(leaseMs: number) {
+    return db
+      .update(builds)
+      .set({ lease_expires_at: sql`${database.nowPlus(leaseMs)}` })
+      .where(heldByOwner)
+      .returning({ id: builds.id })
+      .prepare(`usine_build_renew_${leaseMs}`);
+  }
+  const appendLogStatement = db
+    .update(builds)
+    .set({ logs: sql`${builds.logs} || ${sql.placeholder('text')}` })
+    .where(heldByOwner)
+    .returning({ id: builds.id })
+    .prepare('usine_build_append_log');
+  const finishStatement = db
+    .update(builds)
+    .set({
+      status: sql`${sql.placeholder('status')}`,
+      duration_s: sql`${sql.placeholder('duration')}`,
+      logs: sql`${builds.logs} || ${sql.placeholder('text')}`,
+      finished_at: sql`${database.now()}`,
+      ...releaseLease,
+    })
+    .where(heldByOwner)
+    .returning()
+    .prepare('usine_build_finish');
 
   const countQueued = async (projectId: number) => {
     const rows = await db
@@ -230,69 +300,25 @@ export function createBuildsRepository(database: Database) {
      * are serialised by the database, and the `status = 'queued'` condition makes a second claim of one row a no-op.
      */
     async claimNext(owner: string, leaseMs: number) {
-      const oldestQueued = db
-        .select({ id: builds.id })
-        .from(builds)
-        .where(eq(builds.status, 'queued'))
-        .orderBy(asc(builds.id))
-        .limit(1);
-      const candidate = dialect === 'pg' ? oldestQueued.for('update', { skipLocked: true }) : oldestQueued;
-      const rows = await db
-        .update(builds)
-        .set({
-          status: 'running',
-          started_at: sql`${database.now()}`,
-          finished_at: null,
-          lease_owner: owner,
-          lease_expires_at: sql`${database.nowPlus(leaseMs)}`,
-          attempts: sql`${builds.attempts} + 1`,
-          // Written by the claim itself, so that even a process killed right after claiming leaves its trace.
-          logs: sql`${builds.logs} || '[usine] Build #' || ${builds.number} || ' of ' || (select ${qualified(projects.name)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)}) || ' (' || ${builds.branch} || ' @ ' || substr(${builds.commit_sha}, 1, 7) || ') picked up by ' || ${owner} || ', attempt ' || (${builds.attempts} + 1) || ${'\n'}`,
-        })
-        // `id = (scalar subquery)`, not `id IN (…)`: PostgreSQL may re-run an IN subquery per row and claim several.
-        .where(and(eq(builds.id, sql`(${candidate})`), eq(builds.status, 'queued')))
-        // The project's name and repository come back with the claim: the run needs them, and this saves a query.
-        .returning({
-          ...getTableColumns(builds),
-          project_name: sql<string | null>`(select ${qualified(projects.name)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`,
-          project_repo: sql<string | null>`(select ${qualified(projects.repo)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`,
-        });
+      const rows = await claimStatement(leaseMs).execute({ owner });
       return rows[0];
     },
 
     /** Extends `owner`'s lease; false when the build is no longer running under it (canceled, taken over). */
     async renewLease(id: number, owner: string, leaseMs: number): Promise<boolean> {
-      const rows = await db
-        .update(builds)
-        .set({ lease_expires_at: sql`${database.nowPlus(leaseMs)}` })
-        .where(and(eq(builds.id, id), eq(builds.lease_owner, owner), eq(builds.status, 'running')))
-        .returning({ id: builds.id });
+      const rows = await renewStatement(leaseMs).execute({ id, owner });
       return rows.length > 0;
     },
 
     /** Appends log text (whole lines) while `owner` holds the build; false otherwise, and nothing is written. */
     async appendLog(id: number, owner: string, text: string): Promise<boolean> {
-      const rows = await db
-        .update(builds)
-        .set({ logs: appendToLog(text) })
-        .where(and(eq(builds.id, id), eq(builds.lease_owner, owner), eq(builds.status, 'running')))
-        .returning({ id: builds.id });
+      const rows = await appendLogStatement.execute({ id, owner, text });
       return rows.length > 0;
     },
 
     /** running → success | fail, with the last log lines, if `owner` still holds the build. */
     async finish(id: number, owner: string, outcome: { status: 'success' | 'fail'; duration_s: number; text: string }) {
-      const rows = await db
-        .update(builds)
-        .set({
-          status: outcome.status,
-          duration_s: outcome.duration_s,
-          logs: appendToLog(outcome.text),
-          finished_at: sql`${database.now()}`,
-          ...releaseLease,
-        })
-        .where(and(eq(builds.id, id), eq(builds.lease_owner, owner), eq(builds.status, 'running')))
-        .returning();
+      const rows = await finishStatement.execute({ id, owner, status: outcome.status, duration: outcome.duration_s, text: outcome.text });
       return rows[0];
     },
 
