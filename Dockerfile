@@ -36,7 +36,7 @@ RUN npm run build \
 FROM node:22-bookworm-slim
 WORKDIR /app
 
-# MALLOC_ARENA_MAX=1: one malloc arena, so that the 19 MiB each argon2 hash allocates is reused by the next hash on
+# MALLOC_ARENA_MAX=1: one malloc arena, so that the 7 MiB each argon2 hash allocates is reused by the next hash on
 # any thread instead of staying resident in one arena per thread-pool thread (BENCHMARKS.md, Findings).
 ENV NODE_ENV=production \
     PORT=5000 \

@@ -29,7 +29,7 @@ export const JWT = {
 export const APP_NODE_FLAGS = ['--max-semi-space-size=2', '--heap-growing-percent=20'];
 
 /**
- * Environment of a production server (the Dockerfile's ENV): one malloc arena, so that the 19 MiB each argon2 hash
+ * Environment of a production server (the Dockerfile's ENV): one malloc arena, so that the 7 MiB each argon2 hash
  * allocates is reused by the next hash on any thread instead of staying resident in one arena per thread-pool thread.
  */
 export const APP_PROCESS_ENV: Record<string, string> = { MALLOC_ARENA_MAX: '1' };

@@ -3,8 +3,13 @@ import { performance } from 'node:perf_hooks';
 import argon2 from 'argon2';
 import fp from 'fastify-plugin';
 
-/** OWASP Password Storage Cheat Sheet: argon2id, 19 MiB, 2 iterations, parallelism 1. */
-export const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 19 * 1024, timeCost: 2, parallelism: 1 } as const;
+/**
+ * OWASP Password Storage Cheat Sheet: argon2id with 7 MiB, 5 iterations, parallelism 1 — one of the five settings it
+ * lists as equally strong (19 MiB × 2 iterations is another). Of those, this one is the fastest on this class of
+ * machine (a 7 MiB block stays in the CPU caches: ~18 ms of CPU per hash against ~24 ms for 19 MiB × 2) and holds the
+ * least memory while it runs. Hashes stored with other parameters still verify: argon2 reads them from the hash.
+ */
+export const ARGON2_OPTIONS = { type: argon2.argon2id, memoryCost: 7 * 1024, timeCost: 5, parallelism: 1 } as const;
 
 const CORES = Math.max(1, availableParallelism());
 
@@ -19,7 +24,7 @@ const EVENT_LOOP_SAMPLE_MS = 100;
  * How many hashes may run at once: one per core while logins are all the event loop does (logins alone get every
  * core), one per core but one while other requests keep it busy, so that a login flood leaves a core to them. Argon2
  * runs on libuv's thread pool (off the event loop), but more hashes than cores at once only make each slower, hold
- * 19 MiB each, take thread-pool slots file I/O needs, and leave the event loop fewer turns on a core. (The pool's
+ * 7 MiB each, take thread-pool slots file I/O needs, and leave the event loop fewer turns on a core. (The pool's
  * threads also run at a lower priority: src/threadpool-priority.ts.)
  */
 export function hashConcurrency(eventLoopUtilization: number, otherRequests: number, cores = CORES): number {

@@ -1,3 +1,4 @@
+import argon2 from 'argon2';
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { problemOf, testDb, useTestApp } from '../helper.js';
@@ -31,7 +32,7 @@ function expectOwaspArgon2id(hash: string | undefined) {
   const parsed = parseArgon2(hash);
   expect(parsed.variant).toBe('argon2id');
   expect(parsed.version).toBe(19);
-  expect(parsed.params).toEqual({ m: 19456, t: 2, p: 1 });
+  expect(parsed.params).toEqual({ m: 7168, t: 5, p: 1 });
   expect(Buffer.from(parsed.salt, 'base64').length).toBeGreaterThanOrEqual(16);
 }
 
@@ -188,12 +189,21 @@ describe(`POST /login (${testDb})`, () => {
     });
   });
 
-  it('stores the admin password as an argon2id hash with m=19456, t=2, p=1', async () => {
+  it('stores the admin password as an argon2id hash with m=7168, t=5, p=1 (an OWASP setting)', async () => {
     const admin = await ctx.app.usersRepository.findByUsername('admin');
     expect(admin).toBeDefined();
     expect(admin?.role).toBe('admin');
     expectOwaspArgon2id(admin?.password_hash);
     expect(admin?.password_hash).not.toContain('admin123');
+  });
+
+  it('still logs in a user whose hash was stored with earlier parameters (19 MiB, 2 iterations)', async () => {
+    const earlier = await argon2.hash('earlier-password', { type: argon2.argon2id, memoryCost: 19 * 1024, timeCost: 2, parallelism: 1 });
+    await ctx.app.usersRepository.create({ username: 'earlier', password_hash: earlier, role: 'viewer' });
+    const response = await post({ username: 'earlier', password: 'earlier-password' });
+    expect(response.statusCode).toBe(200);
+    expect(typeof response.json().access_token).toBe('string');
+    expectProblem(await post({ username: 'earlier', password: 'not-the-password' }), 401, 'unauthorized');
   });
 
   it('never puts the password or its hash in a response', async () => {
