@@ -99,23 +99,36 @@ export async function createPgEventBus(
   const listening = await notifications.listen(CHANNEL, (payload) => {
     for (const event of parseEvents(payload)) local.emit(event);
   });
-  // Events published in the same turn of the event loop go out as one NOTIFY (one small transaction, and one WAL
-  // flush, instead of one per event): at BUILD_TIME_SCALE=0 a worker pool publishes a thousand events a second.
+  // Events go out batched: those published in the same turn of the event loop, and those published while the
+  // previous NOTIFY was on its way, travel in one NOTIFY (one statement, and one wake-up of every listening process,
+  // instead of one per event). Idle, an event leaves at once; at BUILD_TIME_SCALE=0 a worker pool publishes a thousand
+  // events a second, and every process hears each NOTIFY.
   let pending: BuildEvent[] = [];
+  let scheduled = false;
+  let sending = false;
+  const send = (payload: string) =>
+    notifications.notify(CHANNEL, payload).catch((error: unknown) => {
+      onError(error);
+      for (const event of parseEvents(payload)) local.emit(event);
+    });
   const flush = () => {
+    scheduled = false;
+    if (sending || pending.length === 0) return;
     const events = pending;
     pending = [];
-    for (const payload of batchPayloads(events)) {
-      notifications.notify(CHANNEL, payload).catch((error: unknown) => {
-        onError(error);
-        for (const event of parseEvents(payload)) local.emit(event);
-      });
-    }
+    sending = true;
+    void Promise.all(batchPayloads(events).map(send)).then(() => {
+      sending = false;
+      flush();
+    });
   };
   return {
     publish(event) {
-      if (pending.length === 0) setImmediate(flush);
       pending.push(event);
+      if (!scheduled && !sending) {
+        scheduled = true;
+        setImmediate(flush);
+      }
     },
     subscribe: local.subscribe,
     async close() {
