@@ -21,7 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import { testDatabaseUrl } from '../test/pg-available.js';
 import { apiClient, describeServers, loginAdmin, mapLimit, queueFigures, repoRoot, startServers, stopServer, type ApiClient, type ServerProcess } from '../test/processes.js';
-import { scratchDatabase } from './database.js';
+import { holdQueued, releaseHeld, scratchDatabase } from './database.js';
 
 const BUILDS = Number(process.env.BENCH_BUILDS ?? 2000);
 const PROJECTS = Number(process.env.BENCH_PROJECTS ?? 10);
@@ -111,9 +111,10 @@ const timeOf = (text: string | null) => Date.parse(text ?? '');
 
 /**
  * Two measurements on one database. Live: the processes run while N builds are triggered through them; from the first
- * trigger to the last `finished_at`. Drain: N more builds are queued by an API-only process (BUILD_CONCURRENCY=0), then
- * the worker processes start; from the first `started_at` to the last `finished_at` of those builds (the database's
- * clock), so the figure is the engine's alone, without the triggering's load.
+ * trigger to the last `finished_at`. Drain: N more builds are queued by an API-only process (BUILD_CONCURRENCY=0) and
+ * held out of the queue, the worker processes start, and once all of them are ready the builds go back to the queue
+ * in one statement; from the first `started_at` to the last `finished_at` of those builds (the database's clock), so
+ * the figure is the engine's alone, without the triggering's load or another process's start-up.
  */
 async function runScenario(scenario: Scenario): Promise<Result> {
   const database = await scratchDatabase(scenario.dialect);
@@ -154,14 +155,18 @@ async function runScenario(scenario: Scenario): Promise<Result> {
     }
     const liveIds = new Set(live.map((build) => build.id));
 
-    // Drain: fill the queue with no worker anywhere, then start the workers.
+    // Drain: fill the queue with no worker anywhere, hold it, start the workers, and once every process is ready
+    // (none is still starting up and taking CPU from the others) put the whole queue back at once.
     await Promise.all(servers.map((server) => stopServer(server, 12_000)));
     servers = await startServers(1, { ...env, BUILD_CONCURRENCY: '0' }, `${prefix}-api-only`);
     await triggerBuilds([apiClient(servers[0]!.url, token)], projectIds);
     await stopServer(servers[0]!, 12_000);
-    const drainStartedAt = Date.now();
+    const held = await holdQueued(database.url);
     servers = await startServers(scenario.processes, env, prefix);
     clients = servers.map((server) => apiClient(server.url, token));
+    const drainStartedAt = Date.now();
+    const released = await releaseHeld(database.url);
+    if (held !== BUILDS || released !== BUILDS) throw new Error(`drain: ${held} builds held and ${released} released, expected ${BUILDS}`);
     await waitIdle(servers[0]!, clients[0]!, projectIds, drainStartedAt);
     const drained = (await listBuilds()).filter((build) => !liveIds.has(build.id));
     const firstStarted = Math.min(...drained.map((build) => timeOf(build.started_at)));

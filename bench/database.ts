@@ -168,3 +168,57 @@ export async function cancelQueued(url: string): Promise<number> {
     await sql.end();
   }
 }
+
+/** Marks held builds: canceled (no worker claims them), with this lease owner (which nothing else writes). */
+const HOLD = 'bench-hold';
+
+/**
+ * Takes every queued build out of the queue, to be put back at once by `releaseHeld` (bench/builds.ts's drain: the
+ * worker processes start, and finish starting, on an empty queue).
+ */
+export async function holdQueued(url: string): Promise<number> {
+  const config = parseDatabaseUrl(url);
+  if (config.dialect === 'sqlite') {
+    const db = new BetterSqlite3(config.path);
+    try {
+      db.pragma('busy_timeout = 10000');
+      return db.prepare(`update builds set status = 'canceled', lease_owner = ? where status = 'queued'`).run(HOLD).changes;
+    } finally {
+      db.close();
+    }
+  }
+  const sql = postgres(config.url, { max: 1, onnotice: () => {} });
+  try {
+    return (await sql`update builds set status = 'canceled', lease_owner = ${HOLD} where status = 'queued'`).count;
+  } finally {
+    await sql.end();
+  }
+}
+
+/**
+ * Puts the builds `holdQueued` took back in the queue, in one statement. On PostgreSQL a `queued` event (what the API
+ * publishes on a trigger) wakes every process's idle workers at once; on SQLite the one process's workers, idle since
+ * they started together, find them at their next poll, together.
+ */
+export async function releaseHeld(url: string): Promise<number> {
+  const config = parseDatabaseUrl(url);
+  if (config.dialect === 'sqlite') {
+    const db = new BetterSqlite3(config.path);
+    try {
+      db.pragma('busy_timeout = 10000');
+      return db.prepare(`update builds set status = 'queued', lease_owner = null where status = 'canceled' and lease_owner = ?`).run(HOLD).changes;
+    } finally {
+      db.close();
+    }
+  }
+  const sql = postgres(config.url, { max: 1, onnotice: () => {} });
+  try {
+    const released = await sql<{ id: number }[]>`
+      update builds set status = 'queued', lease_owner = null where status = 'canceled' and lease_owner = ${HOLD} returning id`;
+    const first = released[0];
+    if (first) await sql`select pg_notify('usine_build_events', ${JSON.stringify({ type: 'queued', build_id: first.id })})`;
+    return released.length;
+  } finally {
+    await sql.end();
+  }
+}
