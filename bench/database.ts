@@ -145,29 +145,36 @@ export async function databaseVersions(dialects: readonly Dialect[]): Promise<{ 
   return versions;
 }
 
-/**
- * Cancels every queued build straight in the database: after POST /projects/:id/build has queued thousands, the
- * workers would otherwise run them during the next scenarios.
- */
-export async function cancelQueued(url: string): Promise<number> {
+/** Raw SQL on the scratch database, whichever its dialect, on a connection of its own that is closed afterwards. */
+async function onDatabase<T>(url: string, sqlite: (db: BetterSqlite3.Database) => T, pg: (sql: postgres.Sql) => Promise<T>): Promise<T> {
   const config = parseDatabaseUrl(url);
   if (config.dialect === 'sqlite') {
     const db = new BetterSqlite3(config.path);
     try {
       db.pragma('busy_timeout = 10000');
-      const now = Date.now();
-      return db.prepare(`update builds set status = 'canceled', finished_at = ? where status = 'queued'`).run(now).changes;
+      return sqlite(db);
     } finally {
       db.close();
     }
   }
   const sql = postgres(config.url, { max: 1, onnotice: () => {} });
   try {
-    return (await sql`update builds set status = 'canceled', finished_at = now() where status = 'queued'`).count;
+    return await pg(sql);
   } finally {
     await sql.end();
   }
 }
+
+/**
+ * Cancels every queued build straight in the database: after POST /projects/:id/build has queued thousands, the
+ * workers would otherwise run them during the next scenarios.
+ */
+export const cancelQueued = (url: string): Promise<number> =>
+  onDatabase(
+    url,
+    (db) => db.prepare(`update builds set status = 'canceled', finished_at = ? where status = 'queued'`).run(Date.now()).changes,
+    async (sql) => (await sql`update builds set status = 'canceled', finished_at = now() where status = 'queued'`).count,
+  );
 
 /** Marks held builds: canceled (no worker claims them), with this lease owner (which nothing else writes). */
 const HOLD = 'bench-hold';
@@ -176,49 +183,27 @@ const HOLD = 'bench-hold';
  * Takes every queued build out of the queue, to be put back at once by `releaseHeld` (bench/builds.ts's drain: the
  * worker processes start, and finish starting, on an empty queue).
  */
-export async function holdQueued(url: string): Promise<number> {
-  const config = parseDatabaseUrl(url);
-  if (config.dialect === 'sqlite') {
-    const db = new BetterSqlite3(config.path);
-    try {
-      db.pragma('busy_timeout = 10000');
-      return db.prepare(`update builds set status = 'canceled', lease_owner = ? where status = 'queued'`).run(HOLD).changes;
-    } finally {
-      db.close();
-    }
-  }
-  const sql = postgres(config.url, { max: 1, onnotice: () => {} });
-  try {
-    return (await sql`update builds set status = 'canceled', lease_owner = ${HOLD} where status = 'queued'`).count;
-  } finally {
-    await sql.end();
-  }
-}
+export const holdQueued = (url: string): Promise<number> =>
+  onDatabase(
+    url,
+    (db) => db.prepare(`update builds set status = 'canceled', lease_owner = ? where status = 'queued'`).run(HOLD).changes,
+    async (sql) => (await sql`update builds set status = 'canceled', lease_owner = ${HOLD} where status = 'queued'`).count,
+  );
 
 /**
  * Puts the builds `holdQueued` took back in the queue, in one statement. On PostgreSQL a `queued` event (what the API
  * publishes on a trigger) wakes every process's idle workers at once; on SQLite the one process's workers, idle since
  * they started together, find them at their next poll, together.
  */
-export async function releaseHeld(url: string): Promise<number> {
-  const config = parseDatabaseUrl(url);
-  if (config.dialect === 'sqlite') {
-    const db = new BetterSqlite3(config.path);
-    try {
-      db.pragma('busy_timeout = 10000');
-      return db.prepare(`update builds set status = 'queued', lease_owner = null where status = 'canceled' and lease_owner = ?`).run(HOLD).changes;
-    } finally {
-      db.close();
-    }
-  }
-  const sql = postgres(config.url, { max: 1, onnotice: () => {} });
-  try {
-    const released = await sql<{ id: number }[]>`
-      update builds set status = 'queued', lease_owner = null where status = 'canceled' and lease_owner = ${HOLD} returning id`;
-    const first = released[0];
-    if (first) await sql`select pg_notify('usine_build_events', ${JSON.stringify({ type: 'queued', build_id: first.id })})`;
-    return released.length;
-  } finally {
-    await sql.end();
-  }
-}
+export const releaseHeld = (url: string): Promise<number> =>
+  onDatabase(
+    url,
+    (db) => db.prepare(`update builds set status = 'queued', lease_owner = null where status = 'canceled' and lease_owner = ?`).run(HOLD).changes,
+    async (sql) => {
+      const released = await sql<{ id: number }[]>`
+        update builds set status = 'queued', lease_owner = null where status = 'canceled' and lease_owner = ${HOLD} returning id`;
+      const first = released[0];
+      if (first) await sql`select pg_notify('usine_build_events', ${JSON.stringify({ type: 'queued', build_id: first.id })})`;
+      return released.length;
+    },
+  );
