@@ -154,7 +154,8 @@ export function createBuildsRepository(database: Database) {
       ...releaseLease,
     })
     .where(heldByOwner)
-    .returning()
+    // Only what the worker needs: returning the row would send the whole log back, a few kilobytes per build.
+    .returning({ id: builds.id, status: builds.status, finished_at: builds.finished_at })
     .prepare('usine_build_finish');
 
   const countQueued = async (projectId: number) => {
