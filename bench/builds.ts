@@ -22,6 +22,7 @@ import postgres from 'postgres';
 import { testDatabaseUrl } from '../test/pg-available.js';
 import { apiClient, describeServers, loginAdmin, mapLimit, queueFigures, repoRoot, startServers, stopServer, type ApiClient, type ServerProcess } from '../test/processes.js';
 import { holdQueued, releaseHeld, scratchDatabase } from './database.js';
+import { machineBusyMs } from './machine-cpu.js';
 
 const BUILDS = Number(process.env.BENCH_BUILDS ?? 2000);
 const PROJECTS = Number(process.env.BENCH_PROJECTS ?? 10);
@@ -43,6 +44,9 @@ interface Result extends Scenario {
   totalS: number;
   /** Seconds the workers took to run a queue of `builds` filled beforehand. */
   drainS: number;
+  /** Busy CPU of the whole machine per drained build (ms), and its share of all cores over the drain. */
+  drainCpuMsPerBuild?: number;
+  drainBusyShare?: number;
 }
 
 interface Build {
@@ -165,9 +169,12 @@ async function runScenario(scenario: Scenario): Promise<Result> {
     servers = await startServers(scenario.processes, env, prefix);
     clients = servers.map((server) => apiClient(server.url, token));
     const drainStartedAt = Date.now();
+    const busyBefore = machineBusyMs();
     const released = await releaseHeld(database.url);
     if (held !== BUILDS || released !== BUILDS) throw new Error(`drain: ${held} builds held and ${released} released, expected ${BUILDS}`);
     await waitIdle(servers[0]!, clients[0]!, projectIds, drainStartedAt);
+    const busyAfter = machineBusyMs();
+    const drainWallMs = Date.now() - drainStartedAt;
     const drained = (await listBuilds()).filter((build) => !liveIds.has(build.id));
     const firstStarted = Math.min(...drained.map((build) => timeOf(build.started_at)));
     const lastDrained = Math.max(...drained.map((build) => timeOf(build.finished_at)));
@@ -182,6 +189,9 @@ async function runScenario(scenario: Scenario): Promise<Result> {
       triggerS: (triggeredAt - startedAt) / 1000,
       totalS: (Math.max(lastFinished, triggeredAt) - startedAt) / 1000,
       drainS: (lastDrained - firstStarted) / 1000,
+      ...(busyBefore !== undefined && busyAfter !== undefined
+        ? { drainCpuMsPerBuild: (busyAfter - busyBefore) / BUILDS, drainBusyShare: (busyAfter - busyBefore) / (drainWallMs * cpus().length) }
+        : {}),
     };
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
@@ -204,6 +214,8 @@ function table(results: Result[]): string {
     (result.builds / result.totalS).toFixed(0),
     result.drainS.toFixed(2),
     (result.builds / result.drainS).toFixed(0),
+    result.drainCpuMsPerBuild === undefined ? '—' : result.drainCpuMsPerBuild.toFixed(2),
+    result.drainBusyShare === undefined ? '—' : `${(result.drainBusyShare * 100).toFixed(0)} %`,
   ]);
   const header = [
     'Set-up',
@@ -216,6 +228,8 @@ function table(results: Result[]): string {
     'Live: builds/s',
     'Drain (s)',
     'Drain: builds/s',
+    'Drain: machine CPU ms/build',
+    'Drain: machine busy',
   ];
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
@@ -273,8 +287,11 @@ waiting: the figures are the engine's own cost per build — claim, log writes, 
 
 - **Live**: the builds run while the triggers arrive; from the first trigger to the last build's \`finished_at\`. When it
   equals the triggering time, the workers kept up and the figure is the API's trigger rate, not the engine's.
-- **Drain**: ${BUILDS} more builds are queued by an API-only process (\`BUILD_CONCURRENCY=0\`), then the worker processes
-  start; from the first \`started_at\` to the last \`finished_at\` of those builds: the engine alone.
+- **Drain**: ${BUILDS} more builds are queued by an API-only process (\`BUILD_CONCURRENCY=0\`) and held out of the
+  queue; the worker processes start, and once every one is ready the builds go back to the queue in one statement;
+  from the first \`started_at\` to the last \`finished_at\` of those builds: the engine alone. The machine's busy CPU
+  over the drain (every process: Usine, PostgreSQL, this script; \`/proc/stat\`) is given per build, and as a share of
+  all cores (from the release to when the script saw the queue empty).
 
 ${table(results)}
 
