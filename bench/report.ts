@@ -115,10 +115,12 @@ export function httpTargets(all: readonly DatabaseResults[], quick: boolean): Ve
 
 /** From the "## Build throughput" section (bench/builds.ts): drain builds/s with 1 and 3 processes on PostgreSQL. */
 export function buildTargets(section: string | undefined): Verdict[] {
+  const cells = (row: string | undefined) => row?.split('|').slice(1, -1).map((cell) => cell.trim());
+  const rows = section?.split('\n') ?? [];
+  const column = cells(rows.find((text) => text.startsWith('| Set-up')))?.indexOf('Drain: builds/s') ?? -1;
   const rate = (label: string) => {
-    const row = section?.split('\n').find((text) => text.startsWith(`| ${label}`));
-    const value = row?.split('|').map((cell) => cell.trim()).filter(Boolean).at(-1);
-    return value === undefined ? undefined : Number(value);
+    const value = column < 0 ? undefined : cells(rows.find((text) => text.startsWith(`| ${label}`)))?.[column];
+    return value === undefined || !Number.isFinite(Number(value)) ? undefined : Number(value);
   };
   const one = rate('(a)');
   const three = rate('(b)');
