@@ -44,8 +44,8 @@ export default fp(
     const { callerCache } = fastify;
     const verifiedTokens = new VerifiedTokens<VerifiedAccessClaims>();
 
-    /** The verified claims of the request's access token, or the 401 to answer. */
-    function accessClaims(request: FastifyRequest): AccessTokenClaims | Error {
+    /** The user and session of the request's verified access token, or the 401 to answer. */
+    function accessClaims(request: FastifyRequest): { userId: number; familyId: string } | Error {
       const token = bearerToken(request.headers.authorization);
       if (typeof token !== 'string') return unauthorized(token.refused);
       let claims = verifiedTokens.get(token);
@@ -64,7 +64,7 @@ export default fp(
       if (claims.typ !== 'access' || !Number.isSafeInteger(id) || typeof claims.fid !== 'string' || claims.fid === '') {
         return unauthorized('Not an access token');
       }
-      return claims;
+      return { userId: id, familyId: claims.fid };
     }
 
     const revoked = () => unauthorized('The user of this token no longer exists or its session was revoked');
@@ -78,18 +78,18 @@ export default fp(
      * logged-out or compromised session, loses access at once. A cached answer completes synchronously.
      */
     function identify(request: FastifyRequest, then: (error?: Error) => void): void {
-      const claims = accessClaims(request);
-      if (claims instanceof Error) return then(claims);
-      const id = Number(claims.sub);
-      const hit = callerCache.cached(id, claims.fid);
+      const token = accessClaims(request);
+      if (token instanceof Error) return then(token);
+      const { userId, familyId } = token;
+      const hit = callerCache.cached(userId, familyId);
       if (hit) {
-        setCaller(request, hit, claims.fid);
+        setCaller(request, hit, familyId);
         return then();
       }
-      callerCache.find(id, claims.fid).then(
+      callerCache.find(userId, familyId).then(
         (user) => {
           if (!user) return then(revoked());
-          setCaller(request, user, claims.fid);
+          setCaller(request, user, familyId);
           then();
         },
         (error: Error) => then(error),
