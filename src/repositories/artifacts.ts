@@ -27,18 +27,32 @@ export function createArtifactsRepository({ db, tables }: Database) {
   const ofSuccessfulBuild = (buildId: number) =>
     and(eq(artifacts.build_id, buildId), eq(builds.status, 'success'));
 
+  // Prepared once: every successful build stores one, and building the upsert cost more than running it.
+  const saveStatement = db
+    .insert(artifacts)
+    .values({
+      build_id: sql.placeholder('build_id'),
+      name: sql.placeholder('name'),
+      content_type: sql.placeholder('content_type'),
+      content: sql.placeholder('content'),
+      size_bytes: sql.placeholder('size_bytes'),
+      sha256: sql.placeholder('sha256'),
+    })
+    .onConflictDoUpdate({
+      target: [artifacts.build_id, artifacts.name],
+      set: {
+        content_type: sql`excluded.content_type`,
+        content: sql`excluded.content`,
+        size_bytes: sql`excluded.size_bytes`,
+        sha256: sql`excluded.sha256`,
+      },
+    })
+    .prepare('usine_artifact_save');
+
   return {
     /** Stores (or, for a build run again after a take-over, replaces) one artifact of a build. */
-    async save(buildId: number, artifact: NewArtifact) {
-      const rows = await db
-        .insert(artifacts)
-        .values({ build_id: buildId, ...artifact })
-        .onConflictDoUpdate({
-          target: [artifacts.build_id, artifacts.name],
-          set: { ...artifact },
-        })
-        .returning(metadata);
-      return rows[0];
+    async save(buildId: number, artifact: NewArtifact): Promise<void> {
+      await saveStatement.execute({ build_id: buildId, ...artifact });
     },
 
     /**
