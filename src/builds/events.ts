@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Notifications } from '../db/client.js';
 import type { BuildStatusValue } from '../schemas/build.js';
@@ -54,11 +55,21 @@ const isEvent = (event: unknown): event is BuildEvent =>
   typeof (event as BuildEvent).build_id === 'number' &&
   ((event as BuildEvent).type === 'queued' || (event as BuildEvent).type === 'changed');
 
-/** A payload is one event or an array of events (those published in the same turn of the event loop). */
+/** A NOTIFY payload: the sending process's tag, and the events it published since its previous NOTIFY. */
+interface Envelope {
+  from: string;
+  events: unknown[];
+}
+
+const isEnvelope = (parsed: unknown): parsed is Envelope =>
+  typeof parsed === 'object' && parsed !== null && Array.isArray((parsed as Envelope).events);
+
+/** The events a payload carries (an envelope, or, from older processes, an array of events or one event). */
 export function parseEvents(payload: string): BuildEvent[] {
   try {
     const parsed = JSON.parse(payload) as unknown;
-    return (Array.isArray(parsed) ? parsed : [parsed]).filter(isEvent);
+    const events = isEnvelope(parsed) ? parsed.events : Array.isArray(parsed) ? parsed : [parsed];
+    return events.filter(isEvent);
   } catch {
     return [];
   }
@@ -67,72 +78,88 @@ export function parseEvents(payload: string): BuildEvent[] {
 /** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more; batches stay well under. */
 const MAX_PAYLOAD_BYTES = 7000;
 
-/** Splits events into JSON-array payloads under MAX_PAYLOAD_BYTES (an event is some 60 bytes). */
-export function batchPayloads(events: BuildEvent[]): string[] {
+/** Splits events into envelopes from `from`, each under MAX_PAYLOAD_BYTES (an event is some 60 bytes). */
+export function batchPayloads(from: string, events: BuildEvent[]): string[] {
+  const head = `{"from":${JSON.stringify(from)},"events":[`;
   const payloads: string[] = [];
   let batch: string[] = [];
-  let size = 2;
+  let size = head.length + 2;
   for (const event of events) {
     const json = JSON.stringify(event);
     if (batch.length > 0 && size + json.length + 1 > MAX_PAYLOAD_BYTES) {
-      payloads.push(`[${batch.join(',')}]`);
+      payloads.push(`${head}${batch.join(',')}]}`);
       batch = [];
-      size = 2;
+      size = head.length + 2;
     }
     batch.push(json);
     size += json.length + 1;
   }
-  if (batch.length > 0) payloads.push(`[${batch.join(',')}]`);
+  if (batch.length > 0) payloads.push(`${head}${batch.join(',')}]}`);
   return payloads;
 }
 
 /**
- * Several processes (PostgreSQL): events travel by NOTIFY and come back to every listening process, this one
- * included, so each event is delivered locally exactly once, from LISTEN. If NOTIFY fails the event is still delivered
- * here (listeners elsewhere fall back on their periodic checks).
+ * Under load, a process sends at most one NOTIFY per this many milliseconds. Every NOTIFY wakes every listening
+ * process (and a PostgreSQL backend for each), so their number, not the events they carry, is what costs; idle, an
+ * event still leaves at once.
+ */
+export const NOTIFY_INTERVAL_MS = 10;
+
+/**
+ * Several processes (PostgreSQL): an event reaches this process's subscribers at once, and the others by NOTIFY.
+ * Each process tags its NOTIFYs and skips its own when LISTEN hands them back, so every event is delivered exactly
+ * once in each process. A failed NOTIFY is reported; listeners elsewhere fall back on their periodic checks.
  */
 export async function createPgEventBus(
   notifications: Notifications,
   onError: (error: unknown) => void,
+  { intervalMs = NOTIFY_INTERVAL_MS }: { intervalMs?: number } = {},
 ): Promise<BuildEventBus> {
   const local = localEmitter();
+  const tag = randomBytes(6).toString('hex');
+  const ownPrefix = `{"from":"${tag}"`;
   const listening = await notifications.listen(CHANNEL, (payload) => {
+    if (payload.startsWith(ownPrefix)) return;
     for (const event of parseEvents(payload)) local.emit(event);
   });
-  // Events go out batched: those published in the same turn of the event loop, and those published while the
-  // previous NOTIFY was on its way, travel in one NOTIFY (one statement, and one wake-up of every listening process,
-  // instead of one per event). Idle, an event leaves at once; at BUILD_TIME_SCALE=0 a worker pool publishes a thousand
-  // events a second, and every process hears each NOTIFY.
+  // Events go out batched: those published in the same turn of the event loop, while the previous NOTIFY was on
+  // its way, or less than intervalMs after it, travel in one NOTIFY (at BUILD_TIME_SCALE=0 a worker pool publishes a
+  // thousand events a second).
   let pending: BuildEvent[] = [];
-  let scheduled = false;
-  let sending = false;
-  const send = (payload: string) =>
-    notifications.notify(CHANNEL, payload).catch((error: unknown) => {
-      onError(error);
-      for (const event of parseEvents(payload)) local.emit(event);
-    });
+  let timer: NodeJS.Timeout | undefined;
+  let inFlight: Promise<void> | undefined;
+  let lastSentAt = -Infinity;
+  let closed = false;
   const flush = () => {
-    scheduled = false;
-    if (sending || pending.length === 0) return;
-    const events = pending;
+    clearTimeout(timer);
+    timer = undefined;
+    if (pending.length === 0) return;
+    const payloads = batchPayloads(tag, pending);
     pending = [];
-    sending = true;
-    void Promise.all(batchPayloads(events).map(send)).then(() => {
-      sending = false;
-      flush();
+    lastSentAt = performance.now();
+    inFlight = Promise.all(payloads.map((payload) => notifications.notify(CHANNEL, payload).catch(onError))).then(() => {
+      inFlight = undefined;
+      schedule();
     });
   };
+  function schedule() {
+    if (timer || inFlight || pending.length === 0) return;
+    if (closed) return flush();
+    timer = setTimeout(flush, Math.max(0, lastSentAt + intervalMs - performance.now()));
+  }
   return {
     publish(event) {
+      local.emit(event);
       pending.push(event);
-      if (!scheduled && !sending) {
-        scheduled = true;
-        setImmediate(flush);
-      }
+      schedule();
     },
     subscribe: local.subscribe,
     async close() {
+      // What is still waiting goes out now (other processes may need it: builds handed back at shutdown), without
+      // waiting for it: the database pool's own end lets queries in flight finish.
       local.clear();
+      closed = true;
+      if (!inFlight) flush();
       await listening.unlisten().catch(onError);
     },
   };
