@@ -4,14 +4,14 @@
  *   (a) 1 server process on PostgreSQL, (b) 3 processes on one PostgreSQL database, (c) 1 process on SQLite (a file).
  * Each: start the processes (`node --import tsx src/main.ts`, BUILD_CONCURRENCY 4 each), trigger N builds through all
  * of them, and time from the first trigger to the last build's `finished_at` ("live"); then queue N more with no worker
- * running and time how long the workers take to run them ("drain", see runScenario). Prints a table and writes the
+ * running and time how long the workers, warmed up, take to run them ("drain", see runScenario). Prints a table and writes the
  * "## Build throughput" section of BENCHMARKS.md (other sections are kept).
  *
  *   node --import tsx bench/builds.ts
  *
- * Environment: BENCH_BUILDS (default 2000), BENCH_PROJECTS (10), BENCH_TRIGGER_CONCURRENCY (16 per process),
+ * Environment: BENCH_BUILDS (default 2000), BENCH_WARMUP_BUILDS (300 per worker process), BENCH_PROJECTS (10), BENCH_TRIGGER_CONCURRENCY (16 per process),
  * TEST_DATABASE_URL (the PostgreSQL server to create scratch databases on; default postgres://postgres@127.0.0.1:5432/test),
- * BENCH_SKIP_PG=1 to run the SQLite case only.
+ * BENCH_SKIP_PG=1 to run the SQLite case only, BENCH_SETUPS=a,b (say) to run only those set-ups.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,11 +23,14 @@ import { testDatabaseUrl } from '../test/pg-available.js';
 import { apiClient, describeServers, loginAdmin, mapLimit, queueFigures, repoRoot, startServers, stopServer, type ApiClient, type ServerProcess } from '../test/processes.js';
 import { holdQueued, releaseHeld, scratchDatabase } from './database.js';
 import { machineBusyMs } from './machine-cpu.js';
+import { groupCpuMs } from './process-group-cpu.js';
 
 const BUILDS = Number(process.env.BENCH_BUILDS ?? 2000);
 const PROJECTS = Number(process.env.BENCH_PROJECTS ?? 10);
 const TRIGGER_CONCURRENCY = Number(process.env.BENCH_TRIGGER_CONCURRENCY ?? 16);
 const CONCURRENCY = 4;
+/** Builds each worker process runs before the drain is measured: a long-running process has its hot code compiled. */
+const WARMUP_PER_PROCESS = Number(process.env.BENCH_WARMUP_BUILDS ?? 300);
 const DRAIN_TIMEOUT_MS = 10 * 60_000;
 
 interface Scenario {
@@ -47,6 +50,9 @@ interface Result extends Scenario {
   /** Busy CPU of the whole machine per drained build (ms), and its share of all cores over the drain. */
   drainCpuMsPerBuild?: number;
   drainBusyShare?: number;
+  /** Of that CPU per drained build (ms): the Usine processes', and PostgreSQL's. */
+  drainUsineCpuMsPerBuild?: number;
+  drainPostgresCpuMsPerBuild?: number;
 }
 
 interface Build {
@@ -103,9 +109,9 @@ async function waitIdle(server: ServerProcess, client: ApiClient, projectIds: nu
 }
 
 /** N triggers through every client at once, TRIGGER_CONCURRENCY in flight per client, spread over the projects. */
-async function triggerBuilds(clients: ApiClient[], projectIds: number[]): Promise<void> {
+async function triggerBuilds(clients: ApiClient[], projectIds: number[], count = BUILDS): Promise<void> {
   await mapLimit(
-    Array.from({ length: BUILDS }, (_, index) => index),
+    Array.from({ length: count }, (_, index) => index),
     TRIGGER_CONCURRENCY * clients.length,
     (index) => clients[index % clients.length]!.expect(201, 'POST', `/projects/${projectIds[index % PROJECTS]!}/builds`),
   );
@@ -160,22 +166,30 @@ async function runScenario(scenario: Scenario): Promise<Result> {
     const liveIds = new Set(live.map((build) => build.id));
 
     // Drain: fill the queue with no worker anywhere, hold it, start the workers, and once every process is ready
-    // (none is still starting up and taking CPU from the others) put the whole queue back at once.
+    // (none is still starting up and taking CPU from the others) let a warm-up batch through, then, once it has run,
+    // put the rest of the queue back at once.
     await Promise.all(servers.map((server) => stopServer(server, 12_000)));
     servers = await startServers(1, { ...env, BUILD_CONCURRENCY: '0' }, `${prefix}-api-only`);
-    await triggerBuilds([apiClient(servers[0]!.url, token)], projectIds);
+    const warmup = WARMUP_PER_PROCESS * scenario.processes;
+    await triggerBuilds([apiClient(servers[0]!.url, token)], projectIds, BUILDS + warmup);
     await stopServer(servers[0]!, 12_000);
     const held = await holdQueued(database.url);
     servers = await startServers(scenario.processes, env, prefix);
     clients = servers.map((server) => apiClient(server.url, token));
+    const warmupIds = new Set(await releaseHeld(database.url, warmup));
+    await waitIdle(servers[0]!, clients[0]!, projectIds, Date.now());
     const drainStartedAt = Date.now();
     const busyBefore = machineBusyMs();
-    const released = await releaseHeld(database.url);
-    if (held !== BUILDS || released !== BUILDS) throw new Error(`drain: ${held} builds held and ${released} released, expected ${BUILDS}`);
+    const groupsBefore = groupCpuMs(servers.map((server) => server.pid));
+    const released = (await releaseHeld(database.url)).length;
+    if (held !== BUILDS + warmup || warmupIds.size !== warmup || released !== BUILDS) {
+      throw new Error(`drain: ${held} builds held, ${warmupIds.size} + ${released} released, expected ${warmup} + ${BUILDS}`);
+    }
     await waitIdle(servers[0]!, clients[0]!, projectIds, drainStartedAt);
     const busyAfter = machineBusyMs();
+    const groupsAfter = groupCpuMs(servers.map((server) => server.pid));
     const drainWallMs = Date.now() - drainStartedAt;
-    const drained = (await listBuilds()).filter((build) => !liveIds.has(build.id));
+    const drained = (await listBuilds()).filter((build) => !liveIds.has(build.id) && !warmupIds.has(build.id));
     const firstStarted = Math.min(...drained.map((build) => timeOf(build.started_at)));
     const lastDrained = Math.max(...drained.map((build) => timeOf(build.finished_at)));
     if (drained.length !== BUILDS || !Number.isFinite(firstStarted) || !Number.isFinite(lastDrained)) {
@@ -191,6 +205,12 @@ async function runScenario(scenario: Scenario): Promise<Result> {
       drainS: (lastDrained - firstStarted) / 1000,
       ...(busyBefore !== undefined && busyAfter !== undefined
         ? { drainCpuMsPerBuild: (busyAfter - busyBefore) / BUILDS, drainBusyShare: (busyAfter - busyBefore) / (drainWallMs * cpus().length) }
+        : {}),
+      ...(groupsBefore && groupsAfter
+        ? {
+            drainUsineCpuMsPerBuild: (groupsAfter.processesMs - groupsBefore.processesMs) / BUILDS,
+            drainPostgresCpuMsPerBuild: scenario.dialect === 'pg' ? (groupsAfter.postgresMs - groupsBefore.postgresMs) / BUILDS : undefined,
+          }
         : {}),
     };
   } catch (error) {
@@ -216,6 +236,8 @@ function table(results: Result[]): string {
     (result.builds / result.drainS).toFixed(0),
     result.drainCpuMsPerBuild === undefined ? '—' : result.drainCpuMsPerBuild.toFixed(2),
     result.drainBusyShare === undefined ? '—' : `${(result.drainBusyShare * 100).toFixed(0)} %`,
+    result.drainUsineCpuMsPerBuild === undefined ? '—' : result.drainUsineCpuMsPerBuild.toFixed(2),
+    result.drainPostgresCpuMsPerBuild === undefined ? '—' : result.drainPostgresCpuMsPerBuild.toFixed(2),
   ]);
   const header = [
     'Set-up',
@@ -230,6 +252,8 @@ function table(results: Result[]): string {
     'Drain: builds/s',
     'Drain: machine CPU ms/build',
     'Drain: machine busy',
+    'Drain: Usine CPU ms/build',
+    'Drain: PostgreSQL CPU ms/build',
   ];
   const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
@@ -258,7 +282,11 @@ const allScenarios: Scenario[] = [
   { label: '(b) PostgreSQL, 3 processes, one database', dialect: 'pg', processes: 3 },
   { label: '(c) SQLite file, 1 process', dialect: 'sqlite', processes: 1 },
 ];
-const scenarios = allScenarios.filter((scenario) => !(process.env.BENCH_SKIP_PG === '1' && scenario.dialect === 'pg'));
+const setups = process.env.BENCH_SETUPS?.split(',').map((letter) => `(${letter.trim()})`);
+const scenarios = allScenarios.filter(
+  (scenario) =>
+    !(process.env.BENCH_SKIP_PG === '1' && scenario.dialect === 'pg') && (!setups || setups.some((setup) => scenario.label.startsWith(setup))),
+);
 
 const results: Result[] = [];
 for (const scenario of scenarios) {
@@ -287,11 +315,13 @@ waiting: the figures are the engine's own cost per build — claim, log writes, 
 
 - **Live**: the builds run while the triggers arrive; from the first trigger to the last build's \`finished_at\`. When it
   equals the triggering time, the workers kept up and the figure is the API's trigger rate, not the engine's.
-- **Drain**: ${BUILDS} more builds are queued by an API-only process (\`BUILD_CONCURRENCY=0\`) and held out of the
-  queue; the worker processes start, and once every one is ready the builds go back to the queue in one statement;
-  from the first \`started_at\` to the last \`finished_at\` of those builds: the engine alone. The machine's busy CPU
-  over the drain (every process: Usine, PostgreSQL, this script; \`/proc/stat\`) is given per build, and as a share of
-  all cores (from the release to when the script saw the queue empty).
+- **Drain**: ${BUILDS} more builds (and ${WARMUP_PER_PROCESS} per worker process for a warm-up) are queued by an API-only
+  process (\`BUILD_CONCURRENCY=0\`) and held out of the queue; the worker processes start, and once every one is
+  ready the warm-up builds go back to the queue and run (a long-running process has its hot code compiled), then the
+  ${BUILDS} go back in one statement; from the first \`started_at\` to the last \`finished_at\` of those builds: the
+  engine alone. The machine's busy CPU over the drain (every process: Usine, PostgreSQL, this script; \`/proc/stat\`)
+  is given per build, and as a share of all cores (from the release to when the script saw the queue empty), and so
+  is the part of it the Usine processes and PostgreSQL's used (\`/proc/<pid>/stat\`).
 
 ${table(results)}
 

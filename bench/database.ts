@@ -191,19 +191,28 @@ export const holdQueued = (url: string): Promise<number> =>
   );
 
 /**
- * Puts the builds `holdQueued` took back in the queue, in one statement. On PostgreSQL a `queued` event (what the API
- * publishes on a trigger) wakes every process's idle workers at once; on SQLite the one process's workers, idle since
- * they started together, find them at their next poll, together.
+ * Puts the builds `holdQueued` took back in the queue (the `limit` oldest, or all), in one statement, and returns their
+ * ids. On PostgreSQL a `queued` event (what the API publishes on a trigger) wakes every process's idle workers at
+ * once; on SQLite the one process's workers, idle since they started together, find them at their next poll, together.
  */
-export const releaseHeld = (url: string): Promise<number> =>
+export const releaseHeld = (url: string, limit = -1): Promise<number[]> =>
   onDatabase(
     url,
-    (db) => db.prepare(`update builds set status = 'queued', lease_owner = null where status = 'canceled' and lease_owner = ?`).run(HOLD).changes,
+    (db) =>
+      db
+        .prepare<[string, number], { id: number }>(
+          `update builds set status = 'queued', lease_owner = null
+           where id in (select id from builds where status = 'canceled' and lease_owner = ? order by id limit ?) returning id`,
+        )
+        .all(HOLD, limit)
+        .map((row) => row.id),
     async (sql) => {
+      const held = sql`select id from builds where status = 'canceled' and lease_owner = ${HOLD} order by id`;
       const released = await sql<{ id: number }[]>`
-        update builds set status = 'queued', lease_owner = null where status = 'canceled' and lease_owner = ${HOLD} returning id`;
+        update builds set status = 'queued', lease_owner = null
+        where id in (${limit < 0 ? held : sql`${held} limit ${limit}`}) returning id`;
       const first = released[0];
       if (first) await sql`select pg_notify('usine_build_events', ${JSON.stringify({ type: 'queued', build_id: first.id })})`;
-      return released.length;
+      return released.map((row) => row.id);
     },
   );
