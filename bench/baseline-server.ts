@@ -2,7 +2,8 @@
  * The baselines the app's routes are compared with, in their own process on the same database:
  *   GET /bare                  a constant, nothing else (the framework's floor)
  *   GET /minimal/projects      what GET /projects does and nothing else: verify the JWT with @fastify/jwt (same
- *                              options as the app), the same page query and total with the raw driver, JSON out
+ *                              options as the app), the same page query and total (read from the project_count
+ *                              table the triggers of migration 0005 keep) with the raw driver, JSON out
  *   GET /minimal/projects/:id  the same for one project
  * Run by bench/servers.ts with PORT, DATABASE_URL, JWT_SECRET, JWT_ISSUER and JWT_AUDIENCE in the environment.
  */
@@ -28,7 +29,8 @@ interface PageSource {
   close(): Promise<void>;
 }
 
-// The same columns, last-build subquery and order as src/repositories/projects.ts.
+// The same columns, last-build subquery, order and total as src/repositories/projects.ts.
+const TOTAL = 'select cast(coalesce(sum(n), 0) as integer) as total from project_count';
 const COLUMNS = `p.id, p.name, p.repo, p.default_branch,
   (select b.status from builds b where b.project_id = p.id order by b.number desc limit 1) as last_build_status,
   p.created_at, p.updated_at`;
@@ -38,7 +40,7 @@ function sqliteSource(path: string): PageSource {
   db.pragma('journal_mode = WAL');
   db.pragma('busy_timeout = 5000');
   const pageQuery = db.prepare(`select ${COLUMNS} from projects p order by p.id limit ? offset ?`);
-  const countQuery = db.prepare('select count(*) as total from projects');
+  const countQuery = db.prepare(TOTAL);
   const oneQuery = db.prepare(`select ${COLUMNS} from projects p where p.id = ?`);
   // Timestamps are stored as epoch milliseconds; the API sends ISO-8601.
   const wire = (row: ProjectRow): ProjectRow => ({
@@ -68,7 +70,7 @@ function pgSource(url: string): PageSource {
     page: async (limit, offset) => {
       const [items, totals] = await Promise.all([
         sql<ProjectRow[]>`select ${sql.unsafe(COLUMNS)} from projects p order by p.id limit ${limit} offset ${offset}`,
-        sql<{ total: number }[]>`select count(*)::int as total from projects`,
+        sql<{ total: number }[]>`${sql.unsafe(TOTAL)}`,
       ]);
       return { items, total: totals[0]?.total ?? 0 };
     },

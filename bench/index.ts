@@ -60,8 +60,9 @@ project with ${options.bigBuilds.toLocaleString('en-US')} finished builds number
 baselines run in the same process tree on the same database, with the same node flags and environment
 (bench/baseline-server.ts): a **bare** Fastify route
 returning a constant, and a **minimal** route doing GET /projects' work and nothing else (verify the JWT with
-\`@fastify/jwt\`, the same page query with its \`last_build_status\` subquery and the total with the raw driver, JSON
-out). Every figure is req/s, p50/p99 latency, the CPU time the answering process used per request (user + system,
+\`@fastify/jwt\`, the same page query with its \`last_build_status\` subquery and the total from the \`project_count\`
+table that triggers keep, with the raw driver, JSON out). Every figure is req/s, p50/p99 latency, the CPU time the
+answering process used per request (user + system,
 from \`/proc/<pid>/stat\`) and the req/s ratio to those baselines; the Usine server's RSS is read from
 \`/proc/<pid>/status\` every 250 ms. Autocannon, the servers and the databases share the machine, so the
 ratios matter more than the absolute figures.

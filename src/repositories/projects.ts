@@ -57,7 +57,12 @@ export function createProjectsRepository({ db, tables }: Database) {
     .limit(sql.placeholder('limit'))
     .offset(sql.placeholder('offset'))
     .prepare('usine_projects_page');
-  const countAll = db.select({ total: count() }).from(projects).prepare('usine_projects_count');
+  // The exact total, kept by triggers in project_count (migration 0005; not in the Drizzle schema, as auth_version is
+  // not): PostgreSQL spreads it over up to 16 slots, SQLite keeps one row, and the sum reads both.
+  const countAll = db
+    .select({ total: sql<number>`cast(coalesce(sum(n), 0) as integer)`.mapWith(Number) })
+    .from(sql`project_count`)
+    .prepare('usine_projects_count');
 
   return {
     async list({ page, perPage, nameContains }: ProjectListQuery) {
