@@ -135,6 +135,9 @@ async function runScenario(scenario: Scenario): Promise<Result> {
     BUILD_QUEUE_LIMIT: '100000',
     BUILD_FAIL_RATE: '0.5',
     BUILD_DRAIN_S: '1',
+    // One PostgreSQL connection per worker in every set-up: three processes with ten each would put 30 backends on
+    // the two cores this machine shares with them (see DATABASE_POOL_MAX in the README).
+    DATABASE_POOL_MAX: String(CONCURRENCY),
   };
   const prefix = `bench-${scenario.dialect}`;
   let servers: ServerProcess[] = [];
@@ -310,7 +313,7 @@ const section = `## Build throughput
 
 \`node --import tsx bench/builds.ts\`: ${BUILDS} builds over ${PROJECTS} projects with \`BUILD_TIME_SCALE=0\` (no simulated
 waiting: the figures are the engine's own cost per build — claim, log writes, artifact, finish, events) and
-\`BUILD_FAIL_RATE=0.5\`, ${CONCURRENCY} workers per process, triggered through every process at once
+\`BUILD_FAIL_RATE=0.5\`, ${CONCURRENCY} workers and \`DATABASE_POOL_MAX=${CONCURRENCY}\` per process, triggered through every process at once
 (${TRIGGER_CONCURRENCY} requests in flight per process). Two measurements per set-up, on one database:
 
 - **Live**: the builds run while the triggers arrive; from the first trigger to the last build's \`finished_at\`. When it

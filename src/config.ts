@@ -46,6 +46,11 @@ export const EnvSchema = Type.Object({
   /** Seconds postgres.js waits for a new connection to the database before giving up (PostgreSQL only). */
   DATABASE_CONNECT_TIMEOUT_S: Type.Number({ minimum: 0.5, maximum: 60, default: 5 }),
   /**
+   * Connections this process may open to PostgreSQL (PostgreSQL only). Replicas add up: keep their sum near what the
+   * database's cores serve well, rather than each replica keeping ten.
+   */
+  DATABASE_POOL_MAX: Type.Integer({ minimum: 2, maximum: 100, default: 10 }),
+  /**
    * How often, in ms, the database is pinged in the background. While a ping fails (or a query fails for want of a
    * connection) the database counts as unavailable: requests that need it answer 503 at once instead of waiting.
    */

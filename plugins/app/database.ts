@@ -11,7 +11,10 @@ declare module 'fastify' {
 /** Opens SQLite or PostgreSQL as DATABASE_URL says, applies pending migrations, closes on shutdown. */
 export default fp(
   async (fastify) => {
-    const database = createDatabase(fastify.config.database, { connectTimeoutS: fastify.config.DATABASE_CONNECT_TIMEOUT_S });
+    const database = createDatabase(fastify.config.database, {
+      connectTimeoutS: fastify.config.DATABASE_CONNECT_TIMEOUT_S,
+      poolMax: fastify.config.DATABASE_POOL_MAX,
+    });
     try {
       await runMigrations(database, fastify.config.database);
     } catch (error) {

@@ -44,6 +44,8 @@ export interface Notifications {
 export interface ConnectionOptions {
   /** Seconds to wait for a new PostgreSQL connection (default 5). */
   connectTimeoutS?: number;
+  /** PostgreSQL: the most connections the pool opens. */
+  poolMax?: number;
 }
 
 export function createDatabase(config: DatabaseConfig, options: ConnectionOptions = {}): Database {
@@ -76,9 +78,9 @@ function createSqlite(path: string): Database {
   };
 }
 
-function createPostgres(url: string, { connectTimeoutS = 5 }: ConnectionOptions): Database {
+function createPostgres(url: string, { connectTimeoutS = 5, poolMax = 10 }: ConnectionOptions): Database {
   const client = postgres(url, {
-    max: 10,
+    max: poolMax,
     connect_timeout: connectTimeoutS,
     idle_timeout: 60,
     // The driver's default backoff grows to 20 s between attempts, and queries queued meanwhile wait that long.

@@ -1,0 +1,47 @@
+import type { FastifyInstance } from 'fastify';
+import postgres from 'postgres';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createServer } from '../../src/server.js';
+import { testDatabaseUrl } from '../pg-available.js';
+import { bearer, createScratchDatabase, login, testConfig, type ScratchDatabase } from '../helper.js';
+
+/** Connections open on `url`'s database, but for LISTEN's own (the driver keeps it outside the pool). */
+async function poolConnections(url: string): Promise<number> {
+  const name = new URL(url).pathname.slice(1);
+  const admin = postgres(testDatabaseUrl(), { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await admin<{ n: number }[]>`
+      select count(*)::int as n from pg_stat_activity
+      where datname = ${name} and pid <> pg_backend_pid() and query not ilike 'listen%'`;
+    return row!.n;
+  } finally {
+    await admin.end();
+  }
+}
+
+describe('DATABASE_POOL_MAX (PostgreSQL)', () => {
+  const opened: Array<{ app: FastifyInstance; scratch: ScratchDatabase }> = [];
+  afterAll(async () => {
+    for (const { app, scratch } of opened) {
+      await app.close();
+      await scratch.drop();
+    }
+  });
+
+  /** The connections a process holds after 60 concurrent reads (idle connections stay open for a minute). */
+  async function connectionsUnderLoad(poolMax: string): Promise<number> {
+    const scratch = await createScratchDatabase('pg');
+    const app = await createServer(testConfig(scratch.url, { DATABASE_POOL_MAX: poolMax, BUILD_CONCURRENCY: '0', AUTH_CACHE_TTL_MS: '0' }), { logger: false });
+    opened.push({ app, scratch });
+    await app.ready();
+    const token = await login(app);
+    const responses = await Promise.all(Array.from({ length: 60 }, () => app.inject({ method: 'GET', url: '/projects', headers: bearer(token) })));
+    expect(responses.every((response) => response.statusCode === 200)).toBe(true);
+    return poolConnections(scratch.url);
+  }
+
+  it('caps the connections one process opens, however many requests wait', async () => {
+    expect(await connectionsUnderLoad('2')).toBeLessThanOrEqual(2);
+    expect(await connectionsUnderLoad('8')).toBeGreaterThan(2);
+  });
+});
