@@ -2,7 +2,8 @@
  * The processes a benchmark run talks to, all children of the bench, on one database: the Usine server (the built
  * `dist/src/main.js`, which `npm run bench` builds first, or `src/main.ts` under tsx with --tsx; test/processes.ts'
  * settings) and the baseline server (bench/baseline-server.ts).
- * BENCH_CPU_PROF=<dir> makes the Usine server write a V8 CPU profile there when it exits (--cpu-prof).
+ * BENCH_CPU_PROF=<dir> makes the Usine server write a V8 CPU profile there when it exits (--cpu-prof), and the baseline
+ * server one in <dir>/baseline.
  * The server runs with the process settings `npm start` and the Docker image use (APP_NODE_FLAGS, APP_PROCESS_ENV);
  * The baseline server runs with the same settings. BENCH_APP_NODE_FLAGS (space-separated, may be empty) replaces the
  * flags of both, to compare others.
@@ -108,5 +109,7 @@ export async function startApp(databaseUrl: string, name: string, options: { dis
  * server: a ratio then measures what the code costs, not a difference in garbage-collector settings.
  */
 export async function startBaseline(databaseUrl: string): Promise<ServerProcess> {
-  return spawnNode('baseline', [...appNodeFlags(), '--import', 'tsx', join('bench', 'baseline-server.ts')], { ...APP_PROCESS_ENV, ...JWT, DATABASE_URL: databaseUrl });
+  const profileDir = process.env.BENCH_CPU_PROF;
+  const profile = profileDir ? ['--cpu-prof', '--cpu-prof-dir', join(profileDir, 'baseline')] : [];
+  return spawnNode('baseline', [...profile, ...appNodeFlags(), '--import', 'tsx', join('bench', 'baseline-server.ts')], { ...APP_PROCESS_ENV, ...JWT, DATABASE_URL: databaseUrl });
 }

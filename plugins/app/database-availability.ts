@@ -2,11 +2,16 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { DatabaseAvailability } from '../../src/db/availability.js';
 import { isConnectionFailure } from '../../src/db/errors.js';
+import { WaitingLine, type Waiter } from '../../src/http/waiting-line.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Whether the database can be used now (background ping + failed queries): see src/db/availability.ts. */
     databaseAvailability: DatabaseAvailability;
+  }
+  interface FastifyRequest {
+    /** This request's place among those waiting on the database, for the deadline sweep below. */
+    databaseWait: Waiter<FastifyReply> | null;
   }
   interface FastifyContextConfig {
     /** `false` on routes that never query the database (probes, docs, metrics): served while the database is down. */
@@ -38,12 +43,20 @@ export default fp(
     fastify.decorate('databaseAvailability', availability);
     const retryAfterS = String(Math.max(1, Math.ceil(config.DATABASE_PING_INTERVAL_MS / 1000)));
 
-    // Requests waiting on the database, swept once a second for those past DATABASE_REQUEST_TIMEOUT_S: cheaper on the
-    // hot path than a timer per request.
+    // Requests waiting on the database, in the order they came, swept once a second for those past
+    // DATABASE_REQUEST_TIMEOUT_S: cheaper on the hot path than a timer per request (src/http/waiting-line.ts says why
+    // not a Map either).
     const deadlineMs = config.DATABASE_REQUEST_TIMEOUT_S * 1000;
-    const inFlight = new Map<FastifyRequest, FastifyReply>();
-    const expire = (request: FastifyRequest, reply: FastifyReply) => {
-      inFlight.delete(request);
+    const waiting = new WaitingLine<FastifyReply>();
+    fastify.decorateRequest('databaseWait', null);
+    const release = (request: FastifyRequest) => {
+      if (!request.databaseWait) return;
+      waiting.remove(request.databaseWait);
+      request.databaseWait = null;
+    };
+    const expire = (reply: FastifyReply) => {
+      const { request } = reply;
+      request.databaseWait = null;
       if (reply.sent || reply.raw.headersSent) return;
       availability.suspect();
       request.log.error({ timeout_s: config.DATABASE_REQUEST_TIMEOUT_S }, 'request unanswered in time: the database may be unreachable');
@@ -61,20 +74,20 @@ export default fp(
         reply.header('retry-after', retryAfterS);
         return done(fastify.httpErrors.serviceUnavailable('The database is unavailable; retry shortly'));
       }
-      if (deadlineMs > 0) inFlight.set(request, reply);
+      if (deadlineMs > 0) request.databaseWait = waiting.add(reply, performance.now());
       done();
     });
     if (deadlineMs > 0) {
       fastify.addHook('onSend', (request, _reply, payload, done) => {
-        inFlight.delete(request);
+        release(request);
         done(null, payload);
       });
       fastify.addHook('onRequestAbort', (request, done) => {
-        inFlight.delete(request);
+        release(request);
         done();
       });
       const sweeper = setInterval(() => {
-        for (const [request, reply] of inFlight) if (reply.elapsedTime >= deadlineMs) expire(request, reply);
+        for (const reply of waiting.takeSince(performance.now() - deadlineMs)) expire(reply);
       }, Math.min(1000, deadlineMs));
       sweeper.unref();
       fastify.addHook('onClose', async () => clearInterval(sweeper));
