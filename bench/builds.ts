@@ -11,7 +11,8 @@
  *
  * Environment: BENCH_BUILDS (default 2000), BENCH_WARMUP_BUILDS (300 per worker process), BENCH_PROJECTS (10), BENCH_TRIGGER_CONCURRENCY (16 per process),
  * TEST_DATABASE_URL (the PostgreSQL server to create scratch databases on; default postgres://postgres@127.0.0.1:5432/test),
- * BENCH_SKIP_PG=1 to run the SQLite case only, BENCH_SETUPS=a,b (say) to run only those set-ups.
+ * BENCH_SKIP_PG=1 to run the SQLite case only, BENCH_SETUPS=a,b (say) to run only those set-ups, BENCH_CPU_PROF=<dir>
+ * for CPU profiles of the drain's worker processes (drainProfileEnv).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -126,6 +127,14 @@ const timeOf = (text: string | null) => Date.parse(text ?? '');
  * in one statement; from the first `started_at` to the last `finished_at` of those builds (the database's clock), so
  * the figure is the engine's alone, without the triggering's load or another process's start-up.
  */
+/** BENCH_CPU_PROF=<dir>: each drain worker process writes a V8 CPU profile (warm-up and drain) to <dir>/<set-up>. */
+function drainProfileEnv(scenario: Scenario): Record<string, string> {
+  const dir = process.env.BENCH_CPU_PROF;
+  if (!dir) return {};
+  const setup = scenario.label.slice(1, scenario.label.indexOf(')'));
+  return { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${join(dir, setup)}`.trim() };
+}
+
 async function runScenario(scenario: Scenario): Promise<Result> {
   const database = await scratchDatabase(scenario.dialect);
   const env = {
@@ -177,7 +186,7 @@ async function runScenario(scenario: Scenario): Promise<Result> {
     await triggerBuilds([apiClient(servers[0]!.url, token)], projectIds, BUILDS + warmup);
     await stopServer(servers[0]!, 12_000);
     const held = await holdQueued(database.url);
-    servers = await startServers(scenario.processes, env, prefix);
+    servers = await startServers(scenario.processes, { ...env, ...drainProfileEnv(scenario) }, prefix);
     clients = servers.map((server) => apiClient(server.url, token));
     const warmupIds = new Set(await releaseHeld(database.url, warmup));
     await waitIdle(servers[0]!, clients[0]!, projectIds, Date.now());
