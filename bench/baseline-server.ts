@@ -12,6 +12,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import Fastify from 'fastify';
 import postgres from 'postgres';
 import { parseDatabaseUrl } from '../src/config.js';
+import type { PostgresOptions } from '../src/db/client.js';
 
 interface ProjectRow {
   id: number;
@@ -64,8 +65,9 @@ function sqliteSource(path: string): PageSource {
 }
 
 function pgSource(url: string): PageSource {
-  // Same pool size as the app's client.
-  const sql = postgres(url, { max: 10, onnotice: () => {} });
+  // Same pool size as the app's client, and no pipelining either (src/db/client.ts says why).
+  const options: PostgresOptions = { max: 10, max_pipeline: 0, onnotice: () => {} };
+  const sql = postgres(url, options);
   return {
     page: async (limit, offset) => {
       const [items, totals] = await Promise.all([

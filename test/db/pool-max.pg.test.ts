@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
-import postgres from 'postgres';
+import postgres, { type Sql } from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
+import { createDatabase } from '../../src/db/client.js';
 import { createServer } from '../../src/server.js';
 import { testDatabaseUrl } from '../pg-available.js';
 import { bearer, createScratchDatabase, login, testConfig, type ScratchDatabase } from '../helper.js';
@@ -43,5 +44,21 @@ describe('DATABASE_POOL_MAX (PostgreSQL)', () => {
   it('caps the connections one process opens, however many requests wait', async () => {
     expect(await connectionsUnderLoad('2')).toBeLessThanOrEqual(2);
     expect(await connectionsUnderLoad('8')).toBeGreaterThan(2);
+  });
+
+  it('sends no query to a connection that is still busy: waiting queries queue in the driver (src/db/client.ts)', async () => {
+    const scratch = await createScratchDatabase('pg');
+    const database = createDatabase({ dialect: 'pg', url: scratch.url }, { poolMax: 2 });
+    try {
+      // drizzle() hands back its driver as $client; AppDb, typed for both dialects, leaves it out.
+      const client = (database.db as unknown as { $client: Sql }).$client;
+      expect((client.options as { max_pipeline?: number }).max_pipeline).toBe(0);
+      // Ten reads on two connections still all answer, in order of their own completion.
+      const answers = await Promise.all(Array.from({ length: 10 }, (_, index) => client<{ n: number }[]>`select ${index}::int as n`));
+      expect(answers.map((rows) => rows[0]!.n)).toEqual(Array.from({ length: 10 }, (_, index) => index));
+    } finally {
+      await database.close();
+      await scratch.drop();
+    }
   });
 });
