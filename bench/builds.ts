@@ -120,13 +120,6 @@ async function triggerBuilds(clients: ApiClient[], projectIds: number[], count =
 
 const timeOf = (text: string | null) => Date.parse(text ?? '');
 
-/**
- * Two measurements on one database. Live: the processes run while N builds are triggered through them; from the first
- * trigger to the last `finished_at`. Drain: N more builds are queued by an API-only process (BUILD_CONCURRENCY=0) and
- * held out of the queue, the worker processes start, and once all of them are ready the builds go back to the queue
- * in one statement; from the first `started_at` to the last `finished_at` of those builds (the database's clock), so
- * the figure is the engine's alone, without the triggering's load or another process's start-up.
- */
 /** BENCH_CPU_PROF=<dir>: each drain worker process writes a V8 CPU profile (warm-up and drain) to <dir>/<set-up>. */
 function drainProfileEnv(scenario: Scenario): Record<string, string> {
   const dir = process.env.BENCH_CPU_PROF;
@@ -139,6 +132,13 @@ function drainProfileEnv(scenario: Scenario): Record<string, string> {
   };
 }
 
+/**
+ * Two measurements on one database. Live: the processes run while N builds are triggered through them; from the first
+ * trigger to the last `finished_at`. Drain: N more builds are queued by an API-only process (BUILD_CONCURRENCY=0) and
+ * held out of the queue, the worker processes start, and once all of them are ready the builds go back to the queue
+ * in one statement; from the first `started_at` to the last `finished_at` of those builds (the database's clock), so
+ * the figure is the engine's alone, without the triggering's load or another process's start-up.
+ */
 async function runScenario(scenario: Scenario): Promise<Result> {
   const database = await scratchDatabase(scenario.dialect);
   const env = {
