@@ -11,7 +11,10 @@
 #     -e JWT_SECRET="$(openssl rand -hex 32)" -e ADMIN_PASSWORD='a-strong-password' usine
 
 ########## build stage: install everything, compile TypeScript, drop dev dependencies ##########
-FROM node:22-bookworm-slim AS build
+# Node 26, the newest LTS, which every dependency declares support for (better-sqlite3 12.11: 20.x-26.x). Both stages
+# use the same major: .ci/run and scripts/image-steps.sh read it here and run the whole suite on that Node
+# (scripts/image-node.sh fetches it from the npm registry).
+FROM node:26-bookworm-slim AS build
 WORKDIR /app
 
 # argon2 and better-sqlite3 ship prebuilt binaries for linux x64/arm64 (glibc); the toolchain is only
@@ -33,7 +36,7 @@ RUN npm run build \
  && npm cache clean --force
 
 ########## runtime stage ##########
-FROM node:22-bookworm-slim
+FROM node:26-bookworm-slim
 WORKDIR /app
 
 # MALLOC_ARENA_MAX=1: one malloc arena, so that the 7 MiB each argon2 hash allocates is reused by the next hash on

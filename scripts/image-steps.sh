@@ -12,11 +12,16 @@
 #     HEALTHCHECK command exits 0, every migration is applied, the admin can log in, and SIGTERM ends the
 #     process with exit code 0.
 #
+# Every step runs on the image's Node (the Dockerfile's `FROM node:<major>`, from scripts/image-node.sh), so npm ci
+# builds the native modules for the ABI the image runs.
+#
 # Prints PASS or FAIL last; exits non-zero on failure. PostgreSQL: PGHOST/PGPORT/PGUSER (127.0.0.1:5432 postgres).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DOCKERFILE="$ROOT/Dockerfile"
+IMAGE_NODE="$(bash "$ROOT/scripts/image-node.sh")"
+export PATH="$IMAGE_NODE/bin:$PATH" npm_config_nodedir="$IMAGE_NODE"
 PGHOST="${PGHOST:-127.0.0.1}"
 PGPORT="${PGPORT:-5432}"
 PGUSER="${PGUSER:-postgres}"
@@ -153,7 +158,7 @@ replay_copies() {
   done
 }
 
-log "build stage: COPY, npm ci, npm run build, npm prune --omit=dev"
+log "build stage on node $(node -v): COPY, npm ci, npm run build, npm prune --omit=dev"
 replay_copies 0 "$BUILD"
 (
   cd "$BUILD"
