@@ -98,8 +98,14 @@ export const EnvSchema = Type.Object({
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   /** Prefix of every rate-limit key in Redis, so several deployments (or test runs) can share one Redis. */
   RATE_LIMIT_NAMESPACE: Type.String({ minLength: 1, maxLength: 100, default: 'usine:rate-limit:' }),
-  /** Serve `GET /metrics` (Prometheus text, no authentication); `false` leaves the route out entirely. */
+  /** Serve `GET /metrics` (Prometheus text); `false` leaves the route out entirely. */
   METRICS_ENABLED: Type.Boolean({ default: true }),
+  /**
+   * When set, `GET /metrics` answers only requests with `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise) and
+   * also serves the series that reveal the Node version; unset, the scrape is open and leaves them out. At least 16
+   * characters (`openssl rand -hex 32`).
+   */
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 1024 })),
   /** Load shedding (@fastify/under-pressure): 503 while the mean event loop delay exceeds this many ms; 0 = off. */
   UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: Type.Integer({ minimum: 0, default: 1000 }),
   /** 503 while the V8 heap in use exceeds this many MiB; 0 (the default) = off. */

@@ -244,7 +244,7 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Metrics in the Prometheus text format, for a scraper: HTTP request durations and counts by route and status, builds by status, build queue depth, build workers, process and event-loop figures. No authentication (keep it reachable only from the monitoring network); METRICS_ENABLED=false removes the route.
+         * @description Metrics in the Prometheus text format, for a scraper: HTTP request durations and counts by route and status, builds by status, build queue depth, build workers, process and event-loop figures. Without METRICS_TOKEN no authentication (keep it reachable only from the monitoring network) and no series that reveals the Node version; with it, `Authorization: Bearer <METRICS_TOKEN>` is required (401 otherwise) and those series are included. Rate limited like every route. METRICS_ENABLED=false removes the route.
          */
         get: operations["getMetrics"];
         put?: never;
@@ -1973,6 +1973,15 @@ export interface operations {
                      *     nodejs_eventloop_lag_seconds 0.004
                      */
                     "text/plain": string;
+                };
+            };
+            /** @description Too many requests (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */

@@ -24,19 +24,46 @@ declare module 'fastify' {
   }
 }
 
-let processRegistry: Registry | undefined;
+/**
+ * Default series that tell which Node runs here: its version, and V8's heap spaces (their names change with V8
+ * releases, e.g. `shared`, `trusted`), which date the engine closely enough to look up its known vulnerabilities.
+ * They are served only to a scraper that proved it holds METRICS_TOKEN, never on an open scrape.
+ */
+export const REVEALING_METRICS = [
+  'nodejs_version_info',
+  'nodejs_heap_space_size_total_bytes',
+  'nodejs_heap_space_size_used_bytes',
+  'nodejs_heap_space_size_available_bytes',
+] as const;
+
+interface ProcessRegistries {
+  /** Figures anyone may see: CPU, memory, handles, GC, event-loop lag. */
+  anonymous: Registry;
+  /** REVEALING_METRICS. */
+  revealing: Registry;
+}
+
+let processRegistries: ProcessRegistries | undefined;
 
 /**
  * Process figures (`process_*`, `nodejs_*`: CPU, memory, handles, GC, event-loop lag) are the same for every app in
  * the process, and collecting them starts process-wide monitors (an event-loop delay histogram, a GC observer) that
- * never stop: they are registered once per process in a registry of their own, not once per app.
+ * never stop: they are registered once per process in registries of their own, not once per app.
  */
-function processMetrics(): Registry {
-  if (!processRegistry) {
-    processRegistry = new Registry();
-    collectDefaultMetrics({ register: processRegistry });
+function processMetrics(): ProcessRegistries {
+  if (!processRegistries) {
+    const anonymous = new Registry();
+    const revealing = new Registry();
+    collectDefaultMetrics({ register: anonymous });
+    for (const name of REVEALING_METRICS) {
+      const metric = anonymous.getSingleMetric(name);
+      if (!metric) continue;
+      anonymous.removeSingleMetric(name);
+      revealing.registerMetric(metric);
+    }
+    processRegistries = { anonymous, revealing };
   }
-  return processRegistry;
+  return processRegistries;
 }
 
 /**
@@ -47,9 +74,12 @@ function processMetrics(): Registry {
  *   `status_code`, observed when each response is sent. `route` is the route pattern (`/projects/:id`), never the raw
  *   path, and `not_found` for requests that matched no route.
  * - `usine_builds{status}` for every status (zeros included) and `usine_build_queue_depth`, read at scrape time from
- *   one grouped query.
+ *   build_status_count, which triggers keep (migration 0008): a scrape reads at most 16 small rows, never counts the
+ *   builds table, so its cost does not grow with the builds kept. Counters in each process would have been cheaper
+ *   still, but they count only what that process did and restart at zero; these are the database's exact figures,
+ *   the same from every replica, whoever wrote the builds.
  * - `usine_build_workers{state}`: this process's build workers, busy and idle (set by plugins/app/build-engine.ts).
- * - the default process metrics.
+ * - the default process metrics, without REVEALING_METRICS unless METRICS_TOKEN is set.
  *
  * With METRICS_ENABLED=false nothing is measured and routes/metrics registers no route.
  */
@@ -129,7 +159,10 @@ export default fp(
     buildWorkers.set({ state: 'busy' }, 0);
     buildWorkers.set({ state: 'idle' }, 0);
 
-    fastify.decorate('metrics', { registry: Registry.merge([processMetrics(), registry]), buildWorkers });
+    const { anonymous, revealing } = processMetrics();
+    // With a token every reader is a scraper that holds it (routes/metrics checks it): the revealing series may go.
+    const registries = fastify.config.METRICS_TOKEN === undefined ? [anonymous, registry] : [anonymous, revealing, registry];
+    fastify.decorate('metrics', { registry: Registry.merge(registries), buildWorkers });
   },
   { name: 'metrics' },
 );

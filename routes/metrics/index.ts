@@ -1,4 +1,7 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { onRequestHookHandler } from 'fastify';
+import { problemResponses } from '../../src/schemas/responses.js';
 
 const EXAMPLE = [
   '# HELP http_request_duration_seconds Time to answer HTTP requests, in seconds, by method, route pattern (not_found: no route matched) and status code',
@@ -25,27 +28,55 @@ const MetricsText = Type.String({
   description:
     'Prometheus text exposition format 0.0.4: `http_request_duration_seconds` (histogram) and `http_requests_total` by ' +
     '`method`, `route` (the route pattern, `not_found` when none matched) and `status_code`; `usine_builds{status}`; ' +
-    '`usine_build_queue_depth`; `usine_build_workers{state}`; the default `process_*` and `nodejs_*` figures.',
+    '`usine_build_queue_depth`; `usine_build_workers{state}`; the default `process_*` and `nodejs_*` figures ' +
+    '(`nodejs_version_info` and the per-space `nodejs_heap_space_size_*` only when METRICS_TOKEN is set).',
 });
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
+/**
+ * The hook that lets through only `Authorization: Bearer <token>` (the scheme in any case, as RFC 9110 allows). Both
+ * sides are hashed before the constant-time comparison, so that neither the token's length nor a matching prefix
+ * shows in the time taken. The rate limit runs before (a root hook): guesses are throttled like any request.
+ */
+function requireToken(token: string, unauthorized: (detail: string) => Error): onRequestHookHandler {
+  const expected = digest(token);
+  return (request, _reply, done) => {
+    const header = request.headers.authorization;
+    if (header === undefined) return done(unauthorized('This server protects its metrics: send Authorization: Bearer <METRICS_TOKEN>'));
+    const space = header.indexOf(' ');
+    const presented = space === 6 && header.slice(0, 6).toLowerCase() === 'bearer' ? header.slice(7) : undefined;
+    if (presented === undefined || !timingSafeEqual(digest(presented), expected)) {
+      return done(unauthorized('The metrics token is not valid'));
+    }
+    done();
+  };
+}
 
 /** `GET /metrics` for Prometheus; absent when METRICS_ENABLED is false (plugins/external/metrics.ts measures). */
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const metrics = fastify.metrics;
-  if (!fastify.config.METRICS_ENABLED || !metrics) return;
+  const { METRICS_ENABLED, METRICS_TOKEN } = fastify.config;
+  if (!METRICS_ENABLED || !metrics) return;
 
   fastify.get(
     '/metrics',
     {
-      // A scraper polls it on a schedule: never throttled (nor counted against the other routes' limit).
-      config: { rateLimit: false, database: false },
+      // Under the global limit, like every route: an open scrape costs little now (no count over builds), but its
+      // text is the largest answer an anonymous client can ask for, and token guesses must be throttled. A scraper
+      // every 15 s uses 4 of the RATE_LIMIT_MAX requests per minute its address is allowed.
+      config: { database: false },
+      ...(METRICS_TOKEN === undefined ? {} : { onRequest: requireToken(METRICS_TOKEN, (detail) => fastify.httpErrors.unauthorized(detail)) }),
       schema: {
         tags: ['monitoring'],
         operationId: 'getMetrics',
         summary: 'Prometheus metrics',
         description:
           'Metrics in the Prometheus text format, for a scraper: HTTP request durations and counts by route and status, ' +
-          'builds by status, build queue depth, build workers, process and event-loop figures. No authentication ' +
-          '(keep it reachable only from the monitoring network); METRICS_ENABLED=false removes the route.',
+          'builds by status, build queue depth, build workers, process and event-loop figures. Without METRICS_TOKEN ' +
+          'no authentication (keep it reachable only from the monitoring network) and no series that reveals the ' +
+          'Node version; with it, `Authorization: Bearer <METRICS_TOKEN>` is required (401 otherwise) and those series ' +
+          'are included. Rate limited like every route. METRICS_ENABLED=false removes the route.',
         produces: ['text/plain'],
         response: {
           200: {
@@ -53,6 +84,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
             // The example sits on the media type: OpenAPI 3.0 schemas take no `examples` array.
             content: { 'text/plain': { schema: MetricsText, example: EXAMPLE } },
           },
+          ...problemResponses(429),
+          // Documented by the servers that send it: an open scrape (no token) never answers 401.
+          ...(METRICS_TOKEN === undefined
+            ? {}
+            : { 401: { ...problemResponses(401)[401], description: 'No `Authorization: Bearer` header, or not METRICS_TOKEN (`unauthorized`)' } }),
         },
       },
     },

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { sql, type SQL } from 'drizzle-orm';
+import { sql, type AnyColumn, type SQL } from 'drizzle-orm';
 import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3';
 import { drizzle as drizzlePg, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
@@ -28,6 +28,12 @@ export interface Database {
    */
   now(): SQL;
   nowPlus(ms: number): SQL;
+  /**
+   * A value in lower case, as SQL, for case-insensitive matching beyond ASCII (`École` like `école`): PostgreSQL's
+   * lower(), and on SQLite (whose lower() folds only ASCII) the connection's usine_lower(), which folds the same way
+   * (see unicodeLower). Use it on both sides of a comparison.
+   */
+  lower(value: SQL | AnyColumn): SQL;
   /** PostgreSQL LISTEN/NOTIFY, for events between processes; absent on SQLite (one process owns the file's events). */
   readonly notifications?: Notifications;
   /** Resolves when the database answers a trivial query. */
@@ -52,6 +58,16 @@ export function createDatabase(config: DatabaseConfig, options: ConnectionOption
   return config.dialect === 'pg' ? createPostgres(config.url, options) : createSqlite(config.path);
 }
 
+/**
+ * Lower case as PostgreSQL's lower() gives it under a UTF-8 libc locale (C.UTF-8, en_US.UTF-8: the official image's
+ * default): Unicode's simple case mapping, one character for one. JavaScript's toLowerCase() applies the full mapping,
+ * which differs in two places: `İ` becomes `i` plus a combining dot, and a capital sigma ending a word becomes `ς`;
+ * both are mapped first as the simple mapping does. Full case folding is not done on either database: `ß` stays `ß`,
+ * so `STRASSE` does not find `Straße`. (PostgreSQL with the plain `C` locale lowers only ASCII; with ICU, as above
+ * but with the full mapping.)
+ */
+export const unicodeLower = (text: string): string => text.replace(/[İΣ]/g, (char) => (char === 'İ' ? 'i' : 'σ')).toLowerCase();
+
 /** Seconds before the n-th reconnection attempt after a failed one: quick, and never more than a second apart. */
 const reconnectBackoff = (attempt: number) => Math.min(0.05 * 2 ** attempt, 1);
 
@@ -62,6 +78,9 @@ function createSqlite(path: string): Database {
   client.pragma('synchronous = NORMAL');
   client.pragma('foreign_keys = ON');
   client.pragma('busy_timeout = 5000');
+  // Deterministic: SQLite computes it once for a constant argument (the pattern), and only where a query names it: a
+  // list without `?q=` runs no JavaScript per row.
+  client.function('usine_lower', { deterministic: true }, (value: unknown) => (typeof value === 'string' ? unicodeLower(value) : value));
   const db = drizzleSqlite(client, { schema: sqliteSchema });
   return {
     dialect: 'sqlite',
@@ -69,6 +88,7 @@ function createSqlite(path: string): Database {
     tables: sqliteSchema as unknown as Tables,
     now: () => sql`cast(unixepoch('subsec') * 1000 as integer)`,
     nowPlus: (ms) => sql`(cast(unixepoch('subsec') * 1000 as integer) + ${Math.round(ms)})`,
+    lower: (value) => sql`usine_lower(${value})`,
     ping: async () => {
       db.run(sql`select 1`);
     },
@@ -107,6 +127,7 @@ function createPostgres(url: string, { connectTimeoutS = 5, poolMax = 10 }: Conn
     tables: pgSchema,
     now: () => sql`clock_timestamp()`,
     nowPlus: (ms) => sql`(clock_timestamp() + ${Math.round(ms)} * interval '1 millisecond')`,
+    lower: (value) => sql`lower(${value})`,
     notifications: {
       listen: async (channel, onPayload) => {
         const { unlisten } = await client.listen(channel, onPayload);

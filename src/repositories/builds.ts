@@ -158,6 +158,19 @@ export function createBuildsRepository(database: Database) {
     .returning({ id: builds.id, status: builds.status, finished_at: builds.finished_at })
     .prepare('usine_build_finish');
 
+  // Not in the Drizzle schema (as project_count is not): one row per slot on PostgreSQL, one row on SQLite.
+  const statusTotal = (status: BuildStatusValue) => sql<number>`cast(coalesce(sum(${sql.identifier(status)}), 0) as integer)`.mapWith(Number);
+  const statusCounts = db
+    .select({
+      queued: statusTotal('queued'),
+      running: statusTotal('running'),
+      success: statusTotal('success'),
+      fail: statusTotal('fail'),
+      canceled: statusTotal('canceled'),
+    })
+    .from(sql`build_status_count`)
+    .prepare('usine_build_status_counts');
+
   const countQueued = async (projectId: number) => {
     const rows = await db
       .select({ total: count() })
@@ -277,12 +290,13 @@ export function createBuildsRepository(database: Database) {
       };
     },
 
-    /** How many builds are in each status, with every status present (zero included): one grouped query. */
+    /**
+     * How many builds are in each status, with every status present (zero included), read from build_status_count
+     * (kept by triggers, migration 0008): a few rows whatever the number of builds, never a count over builds.
+     */
     async countByStatus(): Promise<Record<BuildStatusValue, number>> {
-      const rows = await db.select({ status: builds.status, total: count() }).from(builds).groupBy(builds.status);
-      const counts = Object.fromEntries(BUILD_STATUSES.map((status) => [status, 0])) as Record<BuildStatusValue, number>;
-      for (const row of rows) counts[row.status] = Number(row.total);
-      return counts;
+      const row = (await statusCounts.execute())[0];
+      return Object.fromEntries(BUILD_STATUSES.map((status) => [status, row?.[status] ?? 0])) as Record<BuildStatusValue, number>;
     },
 
     /** Builds waiting and running, across projects: two counts the partial indexes on status answer. */

@@ -7,7 +7,7 @@ import type { BuildStatusValue } from '../schemas/build.js';
 export interface ProjectListQuery {
   page: number;
   perPage: number;
-  /** Case-insensitive substring of the name. */
+  /** Substring of the name, case-insensitive (Unicode simple case mapping, the same on both databases). */
   nameContains?: string;
 }
 
@@ -23,7 +23,7 @@ export type ProjectChanges = Partial<NewProject>;
 /** `like` wildcards in user input are matched literally. */
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (char) => `\\${char}`);
 
-export function createProjectsRepository({ db, tables }: Database) {
+export function createProjectsRepository({ db, tables, lower }: Database) {
   const { projects, builds } = tables;
 
   // Derived on read rather than stored: it can never disagree with the builds table.
@@ -38,8 +38,10 @@ export function createProjectsRepository({ db, tables }: Database) {
     updated_at: projects.updated_at,
   };
 
+  // Both sides lowered by the same function (the database's, Unicode-aware on both: Database.lower), so that `école`,
+  // `École` and `ÉCOLE` find the same projects on SQLite and PostgreSQL.
   const nameFilter = (text?: string): SQL | undefined =>
-    text ? sql`lower(${projects.name}) like ${`%${escapeLike(text.toLowerCase())}%`} escape '\\'` : undefined;
+    text ? sql`${lower(projects.name)} like ${lower(sql`${`%${escapeLike(text)}%`}`)} escape '\\'` : undefined;
 
   // The hot reads, built and prepared once: Drizzle's query building cost more than the queries themselves.
   const byId = db.select(projectFields).from(projects).where(eq(projects.id, sql.placeholder('id'))).prepare('usine_project_by_id');

@@ -1,3 +1,5 @@
+import { sql } from 'drizzle-orm';
+import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
@@ -11,6 +13,7 @@ import {
   uniqueName,
   useTestApp,
   waitForBuild,
+  UNTHROTTLED,
   type ScratchDatabase,
   type TestContext,
 } from '../helper.js';
@@ -99,11 +102,11 @@ const workerGauge = (exposition: Exposition, state: 'busy' | 'idle') =>
 describe(`GET /metrics (${testDb})`, () => {
   const ctx = useTestApp();
 
-  it('answers 200 in the Prometheus text format, without a token and outside the rate limit', async () => {
+  it('answers 200 in the Prometheus text format, without a token (none set), under the global rate limit', async () => {
     const response = await ctx.app.inject({ method: 'GET', url: '/metrics' });
     expect(response.statusCode, response.body).toBe(200);
     expect(response.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8');
-    expect(response.headers['ratelimit-limit']).toBeUndefined();
+    expect(response.headers['ratelimit-limit']).toBe(UNTHROTTLED.RATE_LIMIT_MAX);
     // Parses line by line, and is not a JSON-quoted string.
     expect(response.body.startsWith('"')).toBe(false);
     const exposition = parseExposition(response.body);
@@ -334,5 +337,147 @@ describe(`two apps in one process (${testDb})`, () => {
     expect(valueOf(await scrape(first), 'http_requests_total', status)).toBe(3);
     expect(valueOf(await scrape(second), 'http_requests_total', status)).toBe(1);
     expect(first.metrics?.registry).not.toBe(second.metrics?.registry);
+  });
+});
+
+/** Runs raw SQL on the app's own connection (both dialects); returns the rows of a query. */
+async function runSql(app: FastifyInstance, statement: string): Promise<Record<string, unknown>[]> {
+  const { database } = app;
+  if (database.dialect === 'pg') return (await database.db.execute(sql.raw(statement))) as unknown as Record<string, unknown>[];
+  const sqlite = database.db as unknown as BetterSQLite3Database;
+  if (/^\s*select/i.test(statement)) return sqlite.all(sql.raw(statement));
+  sqlite.run(sql.raw(statement));
+  return [];
+}
+
+/** Every status's count, straight from the builds table (what a scrape used to run). */
+async function countedInBuilds(app: FastifyInstance): Promise<Record<string, number>> {
+  const rows = await runSql(app, 'select status, count(*) as n from builds group by status');
+  const counts: Record<string, number> = Object.fromEntries(STATUSES.map((status) => [status, 0]));
+  for (const row of rows) counts[String(row.status)] = Number(row.n);
+  return counts;
+}
+
+describe(`a scrape's cost does not grow with the builds kept (${testDb})`, () => {
+  // No workers: nothing else reads builds while the table is hidden.
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
+
+  it('reads the counts without touching the builds table: they come back with the table renamed away', async () => {
+    const projectId = await createProject(ctx);
+    const ids: number[] = [];
+    for (let i = 0; i < 3; i++) ids.push(await triggerBuild(ctx, projectId));
+    const cancel = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/builds/${ids[0]}/cancel` });
+    expect(cancel.statusCode, cancel.body).toBe(200);
+
+    // A scrape that counted over builds (today's grouped count) would fail now, and leave the build series out.
+    await runSql(ctx.app, 'alter table builds rename to builds_hidden_from_metrics');
+    try {
+      const exposition = await scrape(ctx.app);
+      expect(valueOf(exposition, 'usine_builds', { status: 'queued' })).toBe(2);
+      expect(valueOf(exposition, 'usine_builds', { status: 'canceled' })).toBe(1);
+      expect(valueOf(exposition, 'usine_build_queue_depth')).toBe(2);
+    } finally {
+      await runSql(ctx.app, 'alter table builds_hidden_from_metrics rename to builds');
+    }
+  });
+
+  it('keeps the counts equal to the builds table through inserts, status changes, bulk updates and cascaded deletes', async () => {
+    const kept = await createProject(ctx);
+    const doomed = await createProject(ctx);
+    for (const projectId of [kept, kept, kept, doomed, doomed]) await triggerBuild(ctx, projectId);
+    // Writers other than the app count too: a bulk status change and a bulk insert in plain SQL.
+    await runSql(ctx.app, `update builds set status = 'running' where project_id = ${kept} and number <= 2`);
+    await runSql(ctx.app, `update builds set status = 'success' where project_id = ${kept} and number = 1`);
+    await runSql(
+      ctx.app,
+      `insert into builds (project_id, number, branch, commit_sha, status, logs) values ` +
+        `(${kept}, 100, 'main', 'abcdef1', 'fail', ''), (${kept}, 101, 'main', 'abcdef2', 'canceled', '')`,
+    );
+    const deleted = await injectAs(ctx.app, ctx.adminToken, { method: 'DELETE', url: `/projects/${doomed}` });
+    expect(deleted.statusCode, deleted.body).toBe(204);
+
+    const truth = await countedInBuilds(ctx.app);
+    const exposition = await scrape(ctx.app);
+    for (const status of STATUSES) expect(valueOf(exposition, 'usine_builds', { status }), status).toBe(truth[status]);
+    expect(truth.running).toBeGreaterThan(0);
+    expect(truth.fail).toBeGreaterThan(0);
+  });
+});
+
+describe(`GET /metrics with METRICS_TOKEN set (${testDb})`, () => {
+  const token = 'metrics-token-0123456789abcdef';
+  const ctx = useTestApp({ METRICS_TOKEN: token });
+
+  it('answers 401 with a problem without the token, with another token or another scheme', async () => {
+    for (const authorization of [undefined, `Bearer ${token}x`, 'Bearer short', `Basic ${token}`, `Bearer  ${token}`, `Bearer ${ctx.adminToken}`]) {
+      const response = await ctx.app.inject({ method: 'GET', url: '/metrics', headers: authorization === undefined ? {} : { authorization } });
+      expect(response.statusCode, String(authorization)).toBe(401);
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(problemOf(response).error).toBe('unauthorized');
+      expect(response.body).not.toContain('http_requests_total');
+    }
+  });
+
+  it('serves the metrics to the token (scheme in any case), Node version included', async () => {
+    for (const scheme of ['Bearer', 'bearer']) {
+      const response = await ctx.app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `${scheme} ${token}` } });
+      expect(response.statusCode, response.body).toBe(200);
+      const exposition = parseExposition(response.body);
+      expect(select(exposition, 'nodejs_version_info')[0]?.labels.version).toBe(process.version);
+      expect(select(exposition, 'usine_builds')).toHaveLength(STATUSES.length);
+    }
+  });
+
+  it('documents its 401 (a server without a token does not)', async () => {
+    const document = (await ctx.app.inject({ method: 'GET', url: '/apidocs/json' })).json<{
+      paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, unknown> }> }>>;
+    }>();
+    expect(Object.keys(document.paths['/metrics']?.get?.responses['401']?.content ?? {})).toEqual(['application/problem+json']);
+  });
+});
+
+describe(`GET /metrics without METRICS_TOKEN (${testDb})`, () => {
+  const ctx = useTestApp();
+
+  it('shows nothing that names the Node version: no nodejs_version_info, no V8 heap space names', async () => {
+    const response = await ctx.app.inject({ method: 'GET', url: '/metrics' });
+    expect(response.statusCode, response.body).toBe(200);
+    expect(response.body).not.toContain(process.version);
+    expect(response.body).not.toContain(process.versions.v8);
+    const names = new Set(parseExposition(response.body).samples.map((sample) => sample.name));
+    for (const name of ['nodejs_version_info', 'nodejs_heap_space_size_used_bytes', 'nodejs_heap_space_size_total_bytes']) {
+      expect(names.has(name), name).toBe(false);
+    }
+    // The rest of the process figures stay.
+    expect(names.has('nodejs_heap_size_used_bytes')).toBe(true);
+  });
+});
+
+describe(`GET /metrics under a small rate limit (RATE_LIMIT_MAX=4) (${testDb})`, () => {
+  const ctx = useTestApp({ RATE_LIMIT_MAX: '4' });
+
+  it('counts scrapes against the client\'s limit: 429 with Retry-After beyond it', async () => {
+    const statuses: number[] = [];
+    let refused: Awaited<ReturnType<FastifyInstance['inject']>> | undefined;
+    for (let i = 0; i < 6; i++) {
+      const response = await ctx.app.inject({ method: 'GET', url: '/metrics' });
+      statuses.push(response.statusCode);
+      if (response.statusCode === 429) refused = response;
+    }
+    // The login in useTestApp may have used one request of the window already.
+    expect(statuses.filter((status) => status === 200).length).toBeGreaterThanOrEqual(3);
+    expect(statuses.filter((status) => status === 200).length).toBeLessThanOrEqual(4);
+    expect(statuses.at(-1)).toBe(429);
+    expect(refused && problemOf(refused).error).toBe('rate_limited');
+    expect(Number(refused?.headers['retry-after'])).toBeGreaterThan(0);
+  });
+});
+
+describe('METRICS_TOKEN setting', () => {
+  it('is optional (an empty value is unset) and refused, naming the variable, when shorter than 16 characters', () => {
+    expect(loadConfig({}).METRICS_TOKEN).toBeUndefined();
+    expect(loadConfig({ METRICS_TOKEN: '' }).METRICS_TOKEN).toBeUndefined();
+    expect(loadConfig({ METRICS_TOKEN: 'a'.repeat(16) }).METRICS_TOKEN).toBe('a'.repeat(16));
+    expect(() => loadConfig({ METRICS_TOKEN: 'too-short' })).toThrow(/METRICS_TOKEN/);
   });
 });
