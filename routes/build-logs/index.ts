@@ -263,10 +263,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           429: {
             ...problemResponses(429)[429],
             description:
-              'Stream only: the caller already holds SSE_MAX_STREAMS_PER_USER streams, or the server SSE_MAX_STREAMS ' +
-              '(`rate_limited`); `Retry-After` says when to try again',
+              'Too many requests from this client (`rate_limited`, with `RateLimit-*` headers), or, for a stream, too many ' +
+              'streams open: the caller already holds SSE_MAX_STREAMS_PER_USER, or the server SSE_MAX_STREAMS ' +
+              '(`rate_limited`). Wait `Retry-After` seconds',
             headers: {
-              'retry-after': Type.Integer({ minimum: 1, description: 'Seconds to wait before opening another stream', examples: [5] }),
+              'retry-after': Type.Integer({ minimum: 1, description: 'Seconds to wait before trying again', examples: [5] }),
             },
           },
         },
