@@ -48,6 +48,9 @@ export function appEnv(databaseUrl: string, extra: Record<string, string> = {}):
     BUILD_QUEUE_LIMIT: '100000',
     BUILD_FAIL_RATE: '0.5',
     BUILD_DRAIN_S: '1',
+    // The benches open their log streams (1,000 in the soak) as one user: caps above anything they open.
+    SSE_MAX_STREAMS_PER_USER: '100000',
+    SSE_MAX_STREAMS: '100000',
     ...extra,
   };
 }

@@ -43,6 +43,13 @@ export const EnvSchema = Type.Object({
   IDEMPOTENCY_TTL_S: Type.Integer({ minimum: 1, maximum: 7 * 86_400, default: 86_400 }),
   /** Seconds between keep-alive comments on a live log stream. */
   SSE_KEEPALIVE_S: Type.Number({ minimum: 0.05, maximum: 300, default: 15 }),
+  /** Live log streams one user may hold open in this process; one more answers 429 (each replica counts its own). */
+  SSE_MAX_STREAMS_PER_USER: Type.Integer({ minimum: 1, maximum: 100_000, default: 50 }),
+  /**
+   * Live log streams this process holds open for all users together (each one a socket and a subscription); one
+   * more answers 429. Per replica: N replicas serve up to N times as many.
+   */
+  SSE_MAX_STREAMS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
   /** Seconds postgres.js waits for a new connection to the database before giving up (PostgreSQL only). */
   DATABASE_CONNECT_TIMEOUT_S: Type.Number({ minimum: 0.5, maximum: 60, default: 5 }),
   /**

@@ -4,6 +4,8 @@
  * build runs on B. Nothing in A's process ever sees the build run: every line reaches A's stream through PostgreSQL
  * (LISTEN/NOTIFY wakes the stream up; the stream then reads the new bytes from the database). The second test makes
  * the stream's 2 s fallback poll unable to explain what arrives, so it fails if NOTIFY between processes is broken.
+ * The third logs out through B while a stream is open on A: A's stream ends (routes/build-logs re-checks its caller
+ * through the caller cache, which PostgreSQL's notifications invalidate).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seededRandom } from '../src/builds/simulator.js';
@@ -141,5 +143,22 @@ describe.skipIf(testDb !== 'pg')('live build logs served by one replica while an
     expect(bursts.length, `stream open ${lifeMs} ms, poll alone: ≤ ${pollOnlyBursts} bursts; got\n${described}\n${diagnostics()}`).toBeGreaterThanOrEqual(
       pollOnlyBursts + 3,
     );
+  }, 60_000);
+
+  it("ends A's stream with `end` {reason: session_revoked} when its session logs out through B", async () => {
+    // A session of its own (logging out the file's session would end the other tests' access).
+    const session = await loginAdmin(apiOnly!.url);
+    // Two builds: the second waits behind the first (B runs one at a time), so its stream is still open at logout.
+    await client.expect<Build>(201, 'POST', `/projects/${projectId}/builds`);
+    const queued = await client.expect<Build>(201, 'POST', `/projects/${projectId}/builds`);
+    const stream = await openEventStream(`${apiOnly!.url}/builds/${queued.id}/logs`, { authorization: `Bearer ${session}` });
+    expect(stream.response.status).toBe(200);
+    await stream.waitFor((item) => item.kind === 'retry');
+    await apiClient(worker!.url, session).expect(204, 'POST', '/logout');
+    // Nothing in A's process saw the logout: A hears of it from PostgreSQL.
+    const end = await stream.waitFor((item) => item.kind === 'event' && item.event === 'end', 10_000);
+    await stream.waitClosed(2000);
+    expect(end.kind === 'event' && JSON.parse(end.data), diagnostics()).toEqual({ status: 'queued', reason: 'session_revoked' });
+    expect(stream.events().at(-1)).toBe(end);
   }, 60_000);
 });

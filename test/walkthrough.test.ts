@@ -187,8 +187,10 @@ describe(`the seed's curl walkthrough through curl on a listening server (${test
 
     const finished = await pollUntilFinished(server.baseUrl, access_token, built.id);
     expect(['success', 'fail']).toContain(finished.status);
-    expect(finished.duration_s).toBeGreaterThanOrEqual(2);
+    // The whole pipeline (2–10 s) on success; a failing run's ends with its failing step.
+    expect(finished.duration_s).toBeGreaterThan(0);
     expect(finished.duration_s).toBeLessThanOrEqual(10);
+    if (finished.status === 'success') expect(finished.duration_s).toBeGreaterThanOrEqual(2);
     expect(finished.logs).toContain(`Build finished: ${finished.status} in ${finished.duration_s} s`);
 
     const builds = await curl(SEED_COMMANDS.listBuilds, server.baseUrl, access_token);

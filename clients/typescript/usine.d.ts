@@ -105,6 +105,14 @@ export interface paths {
          *     build has finished and every line is sent, a last `end` event carries `{"status": "<status>"}` (and `id:` the log size),
          *     then the stream closes; a finished build streams its whole log and `end` at once. Comment lines (`: keep-alive`) are
          *     sent every SSE_KEEPALIVE_S seconds. A build that goes back to the queue (its worker stopped) keeps its stream open.
+         *
+         *     A stream ends early, with an `end` event that says why, within about a second of its caller's access ending:
+         *     `{"status": "<status then>", "reason": "session_revoked"}` (logout, password change, refresh-token reuse) or
+         *     `"reason": "user_deleted"`; its `id:` is where to resume (after logging in again). `reason` appears only then.
+         *
+         *     Each user may hold SSE_MAX_STREAMS_PER_USER streams open (default 50), and the server SSE_MAX_STREAMS in all
+         *     (default 1000, per replica); one more is refused with 429 and `Retry-After`: close a stream, or poll the plain text
+         *     with `?offset=`.
          */
         get: operations["getBuildLogs"];
         put?: never;
@@ -531,7 +539,7 @@ export interface components {
              */
             retry_of: number | null;
             /**
-             * @description Simulated duration in seconds (2–10), null until the build has finished (and for canceled builds)
+             * @description What the build ran, in simulated seconds (wall time ÷ BUILD_TIME_SCALE): the whole pipeline (2–10) on success, up to the end of the failing step on failure, up to the cancel for a build canceled while running. Null while queued or running, for a build canceled before it started, and for one failed because its worker stopped
              * @example 4.37
              */
             duration_s: number | null;
@@ -1319,7 +1327,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The log (or the part after `?offset=`) as plain text; with `Accept: text/event-stream`, a live event stream: one event per line (`id:` byte offset past the line, `data:` the line), keep-alive comments, and a final `end` event with `{"status": …}`. */
+            /** @description The log (or the part after `?offset=`) as plain text; with `Accept: text/event-stream`, a live event stream: one event per line (`id:` byte offset past the line, `data:` the line), keep-alive comments, and a final `end` event with `{"status": …}` (and a `reason` when the caller's session or account ended first). */
             200: {
                 headers: {
                     /** @description The build's status when the log was read: stop polling once it is success, fail or canceled */
@@ -1402,13 +1410,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            /** @description Too many requests from this client (`rate_limited`, with `RateLimit-*` headers), or, for a stream, too many streams open: the caller already holds SSE_MAX_STREAMS_PER_USER, or the server SSE_MAX_STREAMS (`rate_limited`). Wait `Retry-After` seconds */
             429: {
                 headers: {
-                    "retry-after": components["headers"]["RetryAfter"];
-                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
-                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
-                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -41,7 +41,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request) => {
       const { id } = request.params;
       const line = `[usine] Build canceled by ${request.caller.username} at ${new Date().toISOString()}\n`;
-      const canceled = await fastify.buildsRepository.cancel(id, line);
+      const canceled = await fastify.buildsRepository.cancel(id, line, fastify.config.BUILD_TIME_SCALE);
       if (!canceled) {
         const build = await findOr404(id);
         throw fastify.httpErrors.conflict(`Build ${id} is already ${build.status}: only queued or running builds can be canceled`);

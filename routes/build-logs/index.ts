@@ -1,7 +1,9 @@
 import type { Readable } from 'node:stream';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { linesFrom, logBytes, parseByteRange, sliceFrom } from '../../src/builds/log-slice.js';
+import { CallerWatch, type WatchedCaller } from '../../src/http/caller-watch.js';
 import { acceptsEventStream, SSE_HEADERS, SseStream } from '../../src/http/sse.js';
+import { isRefusal, StreamQuota, type StreamSlot } from '../../src/http/stream-quota.js';
 import { isTerminal } from '../../src/repositories/builds.js';
 import { BUILD_STATUSES, type BuildStatusValue } from '../../src/schemas/build.js';
 import { idParams } from '../../src/schemas/common.js';
@@ -11,6 +13,10 @@ import { problemResponses } from '../../src/schemas/responses.js';
 const POLL_MS = 2000;
 /** Sent first on a stream as `retry:`: how long a client waits before it reconnects. */
 const RETRY_MS = 2000;
+/** How often open streams' callers are checked again: a revoked session or a deleted user ends them within this. */
+const CALLER_CHECK_MS = 1000;
+/** `Retry-After` of a stream refused for a cap: streams last as long as their build (seconds to minutes). */
+const STREAM_CAP_RETRY_AFTER_S = 5;
 
 const Offset = Type.Integer({
   minimum: 0,
@@ -86,16 +92,32 @@ poll from next; \`X-Build-Status\` says when to stop (success, fail, canceled). 
 offset just past it, so \`Last-Event-ID\` (or \`?offset=\`) resumes exactly after it. Only whole lines are sent. When the
 build has finished and every line is sent, a last \`end\` event carries \`{"status": "<status>"}\` (and \`id:\` the log size),
 then the stream closes; a finished build streams its whole log and \`end\` at once. Comment lines (\`: keep-alive\`) are
-sent every SSE_KEEPALIVE_S seconds. A build that goes back to the queue (its worker stopped) keeps its stream open.`;
+sent every SSE_KEEPALIVE_S seconds. A build that goes back to the queue (its worker stopped) keeps its stream open.
+
+A stream ends early, with an \`end\` event that says why, within about a second of its caller's access ending:
+\`{"status": "<status then>", "reason": "session_revoked"}\` (logout, password change, refresh-token reuse) or
+\`"reason": "user_deleted"\`; its \`id:\` is where to resume (after logging in again). \`reason\` appears only then.
+
+Each user may hold SSE_MAX_STREAMS_PER_USER streams open (default 50), and the server SSE_MAX_STREAMS in all
+(default 1000, per replica); one more is refused with 429 and \`Retry-After\`: close a stream, or poll the plain text
+with \`?offset=\`.`;
 
 /** GET /builds/:id/logs: a build's log, plain (with offsets and ranges) or as a live event stream. */
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { buildsRepository: builds, buildEvents } = fastify;
+  const { buildsRepository: builds, buildEvents, callerCache, usersRepository } = fastify;
   const keepAliveMs = fastify.config.SSE_KEEPALIVE_S * 1000;
+  const quota = new StreamQuota({ perUser: fastify.config.SSE_MAX_STREAMS_PER_USER, total: fastify.config.SSE_MAX_STREAMS });
+  const callers = new CallerWatch({
+    intervalMs: CALLER_CHECK_MS,
+    isLive: async (userId, familyId) => (await callerCache.find(userId, familyId)) !== undefined,
+    reason: async (userId) => ((await usersRepository.findPublicById(userId)) ? 'session_revoked' : 'user_deleted'),
+    onError: (error) => fastify.log.warn({ err: error }, 'could not check the callers of open log streams'),
+  });
 
   /** Every open stream, ended on close so that shutdown does not wait for clients that never hang up. */
   const open = new Set<SseStream>();
   fastify.addHook('preClose', async () => {
+    callers.close();
     for (const sse of open) {
       sse.comment('server shutting down: reconnect to resume');
       sse.end();
@@ -121,10 +143,22 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     return read;
   };
 
-  /** Streams the log of build `id` from byte `from`, as the build runs, until it finishes. */
-  function follow(id: number, from: number, log: { warn(obj: object, msg: string): void }): SseStream {
+  interface Follower {
+    /** The build's status when the request read it. */
+    status: BuildStatusValue;
+    caller: WatchedCaller;
+    /** The stream's place in the quota, given back when the stream ends, for whatever reason. */
+    slot: StreamSlot;
+    log: { warn(obj: object, msg: string): void };
+  }
+
+  /**
+   * Streams the log of build `id` from byte `from`, as the build runs, until it finishes or its caller's access ends.
+   */
+  function follow(id: number, from: number, { status, caller, slot, log }: Follower): SseStream {
     const sse = new SseStream({ keepAliveMs, retryMs: RETRY_MS });
     let cursor = from;
+    let lastStatus = status;
     let reading = false;
     let again = false;
 
@@ -148,6 +182,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
             return;
           }
           const { bytes } = build;
+          lastStatus = build.status;
           // A finished build's log is complete: a last line without a line feed may be sent too.
           const final = isTerminal(build.status);
           const { lines, next } = linesFrom(bytes, cursor, final);
@@ -171,11 +206,18 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       if (event.type === 'changed' && event.build_id === id) void pump();
     });
     const poll = setInterval(() => void pump(), POLL_MS);
+    // Lines already sent stay sent; the `end` event says why nothing more comes, and `id:` where to resume.
+    const unwatch = callers.watch(caller, (reason) => {
+      sse.send({ event: 'end', id: cursor, data: JSON.stringify({ status: lastStatus, reason }) });
+      sse.end();
+    });
     open.add(sse);
     sse.onClose(() => {
       unsubscribe();
+      unwatch();
       clearInterval(poll);
       open.delete(sse);
+      slot.release();
     });
     // Subscribed first, then read: a change made in between is not lost.
     void pump();
@@ -200,7 +242,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
             description:
               'The log (or the part after `?offset=`) as plain text; with `Accept: text/event-stream`, a live event stream: ' +
               'one event per line (`id:` byte offset past the line, `data:` the line), keep-alive comments, and a final ' +
-              '`end` event with `{"status": …}`.',
+              '`end` event with `{"status": …}` (and a `reason` when the caller\'s session or account ended first).',
             headers: LogHeaders,
             content: {
               'text/plain': { schema: TextBody('Log text (UTF-8)', PLAIN_EXAMPLE) },
@@ -218,6 +260,16 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
             content: { 'text/plain': { schema: TextBody('Part of the log text', PLAIN_EXAMPLE) } },
           },
           ...problemResponses(400, 401, 403, 404, 416),
+          429: {
+            ...problemResponses(429)[429],
+            description:
+              'Too many requests from this client (`rate_limited`, with `RateLimit-*` headers), or, for a stream, too many ' +
+              'streams open: the caller already holds SSE_MAX_STREAMS_PER_USER, or the server SSE_MAX_STREAMS ' +
+              '(`rate_limited`). Wait `Retry-After` seconds',
+            headers: {
+              'retry-after': Type.Integer({ minimum: 1, description: 'Seconds to wait before trying again', examples: [5] }),
+            },
+          },
         },
       },
     },
@@ -226,13 +278,27 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       const build = await builds.findById(id);
       if (!build) throw fastify.httpErrors.notFound(`Build ${id} does not exist`);
       const bytes = logBytes(build.logs);
-      reply.header('x-build-status', build.status).header('x-log-size', String(bytes.length));
 
       if (request.method === 'GET' && acceptsEventStream(request.headers.accept)) {
+        const slot = quota.acquire(request.caller.id);
+        if (isRefusal(slot)) {
+          reply.header('retry-after', String(STREAM_CAP_RETRY_AFTER_S));
+          throw fastify.httpErrors.tooManyRequests(
+            slot.refused === 'user'
+              ? `You already have ${slot.limit} live log streams open, the most one user may hold: close one, or poll the plain-text log with ?offset=`
+              : `This server already holds ${slot.limit} live log streams, the most it serves at once: retry shortly, or poll the plain-text log with ?offset=`,
+          );
+        }
         const from = request.headers['last-event-id'] ?? request.query.offset ?? 0;
-        const sse = follow(id, from, request.log);
+        const sse = follow(id, from, { status: build.status, caller: request.caller, slot, log: request.log });
+        // Whatever becomes of the response (sent and finished, cut, or never sent because a hook failed), the stream
+        // ends with it: its slot, subscription and timers never outlive the request.
+        reply.raw.once('close', () => sse.end());
+        reply.header('x-build-status', build.status).header('x-log-size', String(bytes.length));
         return reply.headers(SSE_HEADERS).send(sse.stream);
       }
+
+      reply.header('x-build-status', build.status).header('x-log-size', String(bytes.length));
 
       reply.header('cache-control', 'no-cache').header('accept-ranges', 'bytes').type('text/plain; charset=utf-8');
       const { offset } = request.query;

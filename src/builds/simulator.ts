@@ -24,7 +24,12 @@ export interface PlannedLine {
 
 export interface RunPlan {
   outcome: 'success' | 'fail';
-  /** Simulated seconds the run lasts (2–10), whatever BUILD_TIME_SCALE makes of them in wall time. */
+  /** Simulated seconds the whole pipeline would take (2–10), whatever BUILD_TIME_SCALE makes of them in wall time. */
+  planned_s: number;
+  /**
+   * Simulated seconds the run lasts: the whole plan on success; on failure, the steps up to and including the one
+   * that fails (the run stops there). The time of its last line.
+   */
   duration_s: number;
   /** The step that fails, on a failing run. */
   failed_step?: StepName;
@@ -87,7 +92,7 @@ function failingStep(random: Random): StepName {
  */
 export function planRun(subject: RunSubject, failRate: number, random: Random): RunPlan {
   const { build, project } = subject;
-  const duration_s = round2(MIN_DURATION_S + random() * (MAX_DURATION_S - MIN_DURATION_S));
+  const planned_s = round2(MIN_DURATION_S + random() * (MAX_DURATION_S - MIN_DURATION_S));
   const outcome = random() < failRate ? 'fail' : 'success';
   const failed_step = outcome === 'fail' ? failingStep(random) : undefined;
   const packages = between(random, 80, 900);
@@ -101,7 +106,7 @@ export function planRun(subject: RunSubject, failRate: number, random: Random): 
   const lines: PlannedLine[] = [];
   let start = 0;
   for (const step of STEPS) {
-    const length = duration_s * step.share;
+    const length = planned_s * step.share;
     const at = (fraction: number) => round2(start + length * fraction);
     const say = (fraction: number, text: string) => lines.push({ at_s: at(fraction), text });
     const fails = failed_step === step.name;
@@ -140,12 +145,14 @@ export function planRun(subject: RunSubject, failRate: number, random: Random): 
               ? 'the repository could not be fetched'
               : 'the artifact could not be written';
       say(1, `✗ Step ${step.name} failed: ${why}`);
+      start += length;
       break;
     }
     say(1, `✓ Step ${step.name} passed`);
     start += length;
   }
-  return { outcome, duration_s, failed_step, lines };
+  // Where the last step that ran ended: the time of the run's last line (the whole plan for a successful run).
+  return { outcome, planned_s, duration_s: round2(start), failed_step, lines };
 }
 
 /** `[mm:ss.SSS]`: the simulated time since the run started, at the head of each step line. */

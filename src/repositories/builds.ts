@@ -70,6 +70,14 @@ export function createBuildsRepository(database: Database) {
   const { db, tables, dialect } = database;
   const { builds, projects } = tables;
   const appendToLog = (text: string) => sql`${builds.logs} || ${text}`;
+  /**
+   * Wall seconds since the build started, by the database's clock (the one `started_at` was set with), divided by the
+   * time scale: simulated seconds, as a numeric `round(…, 2)` takes on both databases.
+   */
+  const simulatedSecondsSinceStart = (timeScale: number) =>
+    dialect === 'pg'
+      ? sql`cast(extract(epoch from (${database.now()} - ${builds.started_at})) / ${timeScale} as numeric)`
+      : sql`((${database.now()} - ${builds.started_at}) / 1000.0 / ${timeScale})`;
   const releaseLease = { lease_owner: null, lease_expires_at: null };
 
   const findByIdempotencyKey = async (projectId: number, key: string) => {
@@ -337,11 +345,25 @@ export function createBuildsRepository(database: Database) {
       return rows[0];
     },
 
-    /** queued | running → canceled, with a log line saying who did it; undefined when the build was not cancelable. */
-    async cancel(id: number, text: string) {
+    /**
+     * queued | running → canceled, with a log line saying who did it; undefined when the build was not cancelable.
+     * A running build's `duration_s` is what it ran, in simulated seconds: the database's time since `started_at`
+     * divided by `timeScale` (BUILD_TIME_SCALE), in the same statement that sets `finished_at`. At scale 0 it is 0: an
+     * instant run writes its steps only with its last statement, so a run canceled before that shows none. A queued
+     * build never ran: null.
+     */
+    async cancel(id: number, text: string, timeScale: number) {
+      const ran = timeScale > 0 ? sql`round(${simulatedSecondsSinceStart(timeScale)}, 2)` : sql`0`;
       const rows = await db
         .update(builds)
-        .set({ status: 'canceled', logs: appendToLog(text), finished_at: sql`${database.now()}`, ...releaseLease })
+        .set({
+          status: 'canceled',
+          logs: appendToLog(text),
+          finished_at: sql`${database.now()}`,
+          // SET reads the row as it was: `status` is the status being left.
+          duration_s: sql`case when ${builds.status} = 'running' then ${ran} else null end`,
+          ...releaseLease,
+        })
         .where(and(eq(builds.id, id), inArray(builds.status, ['queued', 'running'])))
         .returning();
       return rows[0];

@@ -32,7 +32,10 @@ export const Build = Type.Object(
       examples: [null],
     }),
     duration_s: Type.Union([Type.Number(), Type.Null()], {
-      description: 'Simulated duration in seconds (2–10), null until the build has finished (and for canceled builds)',
+      description:
+        'What the build ran, in simulated seconds (wall time ÷ BUILD_TIME_SCALE): the whole pipeline (2–10) on success, ' +
+        'up to the end of the failing step on failure, up to the cancel for a build canceled while running. Null while ' +
+        'queued or running, for a build canceled before it started, and for one failed because its worker stopped',
       examples: [4.37],
     }),
     logs: Type.String({

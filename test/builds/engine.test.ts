@@ -6,7 +6,7 @@ import BetterSqlite3 from 'better-sqlite3';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import postgres from 'postgres';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { planRun, randomForRun } from '../../src/builds/simulator.js';
+import { planRun, randomForRun, STEPS } from '../../src/builds/simulator.js';
 import { createServer } from '../../src/server.js';
 import {
   createScratchDatabase,
@@ -290,8 +290,9 @@ describe('a build runs: queued → running → success (BUILD_TIME_SCALE 0.2)', 
   });
 });
 
-describe('a failing build (BUILD_FAIL_RATE 1, instant)', () => {
-  const ctx = useTestApp({ BUILD_FAIL_RATE: '1', BUILD_CONCURRENCY: '4' });
+describe('a failing build (BUILD_FAIL_RATE 1, instant, seeded)', () => {
+  const SEED = 'engine-failing';
+  const ctx = useTestApp({ BUILD_FAIL_RATE: '1', BUILD_CONCURRENCY: '4', BUILD_SEED: SEED });
 
   it('fails, naming the failed step and why, and runs nothing after it', async () => {
     const { app, adminToken: token } = ctx;
@@ -302,7 +303,7 @@ describe('a failing build (BUILD_FAIL_RATE 1, instant)', () => {
     for (const build of queued) {
       const done = await waitTerminal(app, token, build.id);
       expect(done.status).toBe('fail');
-      expect(done.duration_s).toBeGreaterThanOrEqual(2);
+      expect(done.duration_s).toBeGreaterThan(0);
       expect(done.duration_s).toBeLessThanOrEqual(10);
       expect(done.finished_at).toMatch(ISO_UTC);
       const failure = /✗ Step (checkout|install|test|package) failed: (.+)/.exec(done.logs);
@@ -319,6 +320,37 @@ describe('a failing build (BUILD_FAIL_RATE 1, instant)', () => {
       expect(count(done.logs, 'Build finished')).toBe(1);
     }
     expect(failedSteps.size).toBeGreaterThanOrEqual(1);
+  });
+
+  it('lasts the simulated steps up to and including the failing one: duration_s, the last step line and "Build finished" agree', async () => {
+    const { app, adminToken: token } = ctx;
+    const project = await createProject(app, token);
+    const builds = [];
+    for (let index = 0; index < 8; index++) builds.push(await triggerOk(app, token, project.id));
+    let endedEarly = 0;
+    for (const build of builds) {
+      const done = await waitTerminal(app, token, build.id);
+      // BUILD_SEED: the run's plan is known in advance, so what it lasted is too.
+      const plan = planRun({ project, build }, 1, randomForRun(SEED, build));
+      expect(done.status).toBe(plan.outcome);
+      const failing = STEPS.findIndex((step) => step.name === plan.failed_step);
+      expect(failing).toBeGreaterThanOrEqual(0);
+      const stepsRun = STEPS.slice(0, failing + 1).reduce((sum, step) => sum + plan.planned_s * step.share, 0);
+      expect(done.duration_s).toBe(Math.round(stepsRun * 100) / 100);
+      expect(done.logs).toContain(`✗ Step ${plan.failed_step} failed: `);
+      // The failing step's last line is the last timed line, stamped with the duration…
+      const stamps = [...done.logs.matchAll(/^\[(\d{2}):(\d{2})\.(\d{3})\] /gm)].map(([, m, sec, ms]) => Number(m) * 60_000 + Number(sec) * 1000 + Number(ms));
+      expect(Math.max(...stamps)).toBe(Math.round(done.duration_s! * 1000));
+      expect(done.logs).toMatch(new RegExp(`^\\[[\\d:.]+\\] ✗ Step ${plan.failed_step} failed: .*\\nBuild finished: fail in ${done.duration_s} s\\n$`, 'm'));
+      // …and the "Build finished" line says the same.
+      expect(done.logs.trimEnd().split('\n').at(-1)).toBe(`Build finished: fail in ${done.duration_s} s`);
+      if (plan.failed_step !== 'package') {
+        expect(done.duration_s).toBeLessThan(plan.planned_s);
+        endedEarly++;
+      }
+    }
+    // The seed draws failures before the last step: the run's end is not the plan's.
+    expect(endedEarly).toBeGreaterThan(0);
   });
 });
 
@@ -651,6 +683,15 @@ describe('cancel of a running build (BUILD_TIME_SCALE 0.5, seeded)', () => {
     expect(canceled.finished_at).toMatch(ISO_UTC);
     expect(canceled.logs).toMatch(new RegExp(`\\[usine\\] Build canceled by ${maintainer.username} at \\S+Z\\n$`));
     expect(canceled.logs).toContain('picked up by');
+    // It ran from started_at to the cancel, in simulated seconds: the timestamps' difference ÷ BUILD_TIME_SCALE
+    // (±0.01 for the hundredth it is rounded to and the millisecond the timestamps are shown with)…
+    const ranS = (Date.parse(canceled.finished_at!) - Date.parse(canceled.started_at!)) / 1000 / 0.5;
+    expect(typeof canceled.duration_s).toBe('number');
+    expect(Math.abs(canceled.duration_s! - ranS)).toBeLessThanOrEqual(0.011);
+    // …which covers every step line it wrote (each at its simulated time), and is short of the whole plan.
+    const stamps = [...canceled.logs.matchAll(/^\[(\d{2}):(\d{2})\.(\d{3})\] /gm)].map(([, m, sec, ms]) => Number(m) * 60 + Number(sec) + Number(ms) / 1000);
+    for (const stamp of stamps) expect(stamp).toBeLessThanOrEqual(canceled.duration_s! + 0.011);
+    expect(canceled.duration_s!).toBeLessThan(plan.duration_s);
 
     // The cancel event aborts the run at once (not at its next log write, which may be a second away).
     const freedIn = await eventually(async () => (await statusOf(app)).workers.busy === 0, 1000, 'worker freed after cancel');
@@ -667,7 +708,7 @@ describe('cancel of a running build (BUILD_TIME_SCALE 0.5, seeded)', () => {
     expect(last.status).toBe('canceled');
     expect(last.logs).not.toContain('Build finished');
     expect(last.finished_at).toBe(canceled.finished_at);
-    expect(last.duration_s).toBeNull();
+    expect(last.duration_s).toBe(canceled.duration_s);
     expectProblem(await cancel(app, token, queued.id), 409, 'conflict');
     // The freed worker takes the next build.
     const next = await triggerOk(app, token, project.id);
@@ -719,8 +760,9 @@ describe('BUILD_SEED makes runs reproducible', () => {
 
   it('without a seed, two runs need not agree', async () => {
     const [one, two] = [await runFive(undefined), await runFive(undefined)];
-    for (const [duration] of [...one.runs, ...two.runs]) {
-      expect(duration).toBeGreaterThanOrEqual(2);
+    for (const [duration, status] of [...one.runs, ...two.runs]) {
+      // 2–10 s for a whole (successful) run; a failing one stops at its failing step.
+      expect(duration).toBeGreaterThanOrEqual(status === 'success' ? 2 : 0.2);
       expect(duration).toBeLessThanOrEqual(10);
     }
     expect(two.runs.map(([duration]) => duration)).not.toEqual(one.runs.map(([duration]) => duration));

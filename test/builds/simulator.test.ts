@@ -69,8 +69,8 @@ describe('seededRandom', () => {
 });
 
 describe('planRun', () => {
-  it('draws durations in [2, 10] s, rounded to the hundredth, over the whole range', () => {
-    const durations = plans(2000, 0.5).map((plan) => plan.duration_s);
+  it('draws planned durations in [2, 10] s, rounded to the hundredth, over the whole range', () => {
+    const durations = plans(2000, 0.5).map((plan) => plan.planned_s);
     for (const duration of durations) {
       expect(duration).toBeGreaterThanOrEqual(MIN_DURATION_S);
       expect(duration).toBeLessThanOrEqual(MAX_DURATION_S);
@@ -89,11 +89,26 @@ describe('planRun', () => {
       for (let index = 1; index < plan.lines.length; index++) {
         expect(plan.lines[index]!.at_s).toBeGreaterThanOrEqual(plan.lines[index - 1]!.at_s);
       }
-      // The last line falls at the end of the step that ends the run (rounding aside).
-      expect(plan.lines.at(-1)!.at_s).toBeLessThanOrEqual(plan.duration_s + 0.01);
-      if (plan.outcome === 'success') expect(plan.lines.at(-1)!.at_s).toBeCloseTo(plan.duration_s, 1);
+      // The last line falls at the end of the step that ends the run: the run's duration.
+      expect(plan.lines.at(-1)!.at_s).toBe(plan.duration_s);
       for (const line of plan.lines) expect(line.text).not.toContain('\n');
     }
+  });
+
+  it("lasts the whole plan on success, and on failure the steps up to and including the failing one", () => {
+    const all = plans(2000, 0.5);
+    for (const plan of all) {
+      const ran = STEPS.slice(0, plan.failed_step ? STEPS.findIndex((step) => step.name === plan.failed_step) + 1 : STEPS.length);
+      expect(plan.duration_s).toBe(Math.round(ran.reduce((sum, step) => sum + plan.planned_s * step.share, 0) * 100) / 100);
+      if (plan.outcome === 'success') expect(plan.duration_s).toBe(plan.planned_s);
+      else expect(plan.duration_s).toBeLessThanOrEqual(plan.planned_s);
+      // No line after the last step that ran.
+      expect(plan.lines.every((line) => line.at_s <= plan.duration_s)).toBe(true);
+    }
+    // A failure before packaging ends the run early.
+    const early = all.filter((plan) => plan.failed_step !== undefined && plan.failed_step !== 'package');
+    expect(early.length).toBeGreaterThan(100);
+    for (const plan of early) expect(plan.duration_s).toBeLessThan(plan.planned_s);
   });
 
   it('follows the fail rate: 0 → every run succeeds, 1 → every run fails, 0.5 → about half', () => {

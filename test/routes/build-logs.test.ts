@@ -6,6 +6,7 @@ import { createServer } from '../../src/server.js';
 import {
   createScratchDatabase,
   injectAs,
+  login,
   problemOf,
   testConfig,
   testDb,
@@ -13,7 +14,7 @@ import {
   useTestApp,
   type ScratchDatabase,
 } from '../helper.js';
-import { openEventStream, SseParser, type SseEventItem, type SseItem } from '../sse-client.js';
+import { openEventStream, SseParser, type OpenedStream, type SseEventItem, type SseItem } from '../sse-client.js';
 
 interface BuildBody {
   id: number;
@@ -395,6 +396,224 @@ describe(`GET /builds/:id/logs stream of a build that waits (${testDb})`, () => 
     } finally {
       await other.close();
     }
+  });
+});
+
+/** Creates a user with the role and logs it in (a session of its own); the user's id and bearer headers. */
+async function newUser(app: FastifyInstance, adminToken: string, role: 'viewer' | 'maintainer' = 'viewer') {
+  const username = uniqueName(role);
+  const password = `Pw-${uniqueName('secret')}-x9`;
+  const created = await injectAs(app, adminToken, { method: 'POST', url: '/users', payload: { username, password, role } });
+  expect(created.statusCode, created.body).toBe(201);
+  const token = await login(app, username, password);
+  return { id: created.json<{ id: number }>().id, username, password, token, auth: { authorization: `Bearer ${token}` } };
+}
+
+/** A stream request answered with a problem: its status, Retry-After and body (openEventStream does not read those). */
+async function refusedStream(url: string, headers: Record<string, string>) {
+  const response = await fetch(url, { headers: { accept: 'text/event-stream', ...headers } });
+  const text = await response.text();
+  return { status: response.status, retryAfter: response.headers.get('retry-after'), type: response.headers.get('content-type'), body: text };
+}
+
+/** Tries to open a stream until one is accepted (a slot given back is seen by the server a moment after the client hangs up). */
+async function openWhenAccepted(url: string, headers: Record<string, string>, timeoutMs = 3000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stream = await openEventStream(url, headers, { transport: 'http' });
+    if (stream.response.status === 200) return stream;
+    expect(stream.response.status).toBe(429);
+    if (Date.now() > deadline) throw new Error(`still 429 after ${timeoutMs} ms`);
+    await sleep(20);
+  }
+}
+
+const isRetry = (item: SseItem) => item.kind === 'retry';
+
+describe(`GET /builds/:id/logs stream caps (${testDb})`, () => {
+  let server: Awaited<ReturnType<typeof listeningApp>>;
+  let buildId: number;
+  const opened: OpenedStream[] = [];
+
+  beforeAll(async () => {
+    // No workers: the build stays queued and its streams stay open. The per-user cap is the default (50).
+    server = await listeningApp({ BUILD_CONCURRENCY: '0' });
+    buildId = (await triggerBuild(server.app, server.token)).id;
+  });
+  afterAll(async () => {
+    for (const stream of opened) stream.abort();
+    await server?.close();
+  });
+
+  const url = () => `${server.base}/builds/${buildId}/logs`;
+
+  it("refuses a user's 51st stream with 429 and Retry-After, serves another user, and takes one more once one closes", async () => {
+    // node:http streams, one connection each (see test/sse-client.ts on aborted fetches).
+    const mine = await Promise.all(Array.from({ length: 50 }, () => openEventStream(url(), server.auth, { transport: 'http' })));
+    opened.push(...mine);
+    expect(mine.map((stream) => stream.response.status)).toEqual(Array.from({ length: 50 }, () => 200));
+
+    const refused = await refusedStream(url(), server.auth);
+    expect(refused.status).toBe(429);
+    expect(refused.type).toBe('application/problem+json');
+    expect(Number(refused.retryAfter)).toBeGreaterThan(0);
+    const problem = JSON.parse(refused.body) as { status: number; error: string; detail: string };
+    expect(problem).toMatchObject({ status: 429, error: 'rate_limited' });
+    expect(problem.detail).toMatch(/\b50\b/);
+    // The plain-text log is not capped.
+    expect((await injectAs(server.app, server.token, { method: 'GET', url: `/builds/${buildId}/logs` })).statusCode).toBe(200);
+
+    const viewer = await newUser(server.app, server.token);
+    const theirs = await openEventStream(url(), viewer.auth, { transport: 'http' });
+    opened.push(theirs);
+    expect(theirs.response.status).toBe(200);
+
+    // One of the 50 hangs up: its slot comes back, and the next stream is accepted.
+    mine[0]!.abort();
+    await mine[0]!.waitClosed(1000);
+    const again = await openWhenAccepted(url(), server.auth);
+    opened.push(again);
+    expect(again.response.status).toBe(200);
+    // …and only one: the 52nd is refused again.
+    expect((await refusedStream(url(), server.auth)).status).toBe(429);
+    // The earlier streams are still open and were not disturbed.
+    expect(mine.slice(1).every((stream) => !stream.isClosed())).toBe(true);
+  });
+});
+
+describe(`GET /builds/:id/logs process cap and slots given back (${testDb})`, () => {
+  let server: Awaited<ReturnType<typeof listeningApp>>;
+
+  beforeAll(async () => {
+    server = await listeningApp({ BUILD_CONCURRENCY: '0', SSE_MAX_STREAMS_PER_USER: '2', SSE_MAX_STREAMS: '3' });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('refuses any user once the process holds SSE_MAX_STREAMS, and accepts again once one closes', async () => {
+    const queued = await triggerBuild(server.app, server.token);
+    const url = `${server.base}/builds/${queued.id}/logs`;
+    const [alice, bob, carol] = await Promise.all([1, 2, 3].map(() => newUser(server.app, server.token)));
+    const aliceStreams = [await openEventStream(url, alice!.auth, { transport: 'http' }), await openEventStream(url, alice!.auth, { transport: 'http' })];
+    // Alice's own cap first…
+    const aliceThird = await refusedStream(url, alice!.auth);
+    expect(aliceThird.status).toBe(429);
+    expect(JSON.parse(aliceThird.body)).toMatchObject({ error: 'rate_limited', detail: expect.stringMatching(/\b2\b.*one user/) });
+    // …then the process's: Bob gets the third slot, Carol none.
+    const bobStream = await openEventStream(url, bob!.auth, { transport: 'http' });
+    expect([...aliceStreams, bobStream].map((stream) => stream.response.status)).toEqual([200, 200, 200]);
+    const carolRefused = await refusedStream(url, carol!.auth);
+    expect(carolRefused.status).toBe(429);
+    expect(Number(carolRefused.retryAfter)).toBeGreaterThan(0);
+    expect(JSON.parse(carolRefused.body)).toMatchObject({ error: 'rate_limited', detail: expect.stringMatching(/server .*\b3\b/) });
+
+    bobStream.abort();
+    const carolStream = await openWhenAccepted(url, carol!.auth);
+    expect(carolStream.response.status).toBe(200);
+    for (const stream of [...aliceStreams, carolStream]) stream.abort();
+    await Promise.all([...aliceStreams, carolStream].map((stream) => stream.waitClosed(1000)));
+    // Every slot comes back: three users stream again.
+    const next = [await openWhenAccepted(url, alice!.auth), await openWhenAccepted(url, bob!.auth), await openWhenAccepted(url, carol!.auth)];
+    expect(next.map((stream) => stream.response.status)).toEqual([200, 200, 200]);
+    for (const stream of next) stream.abort();
+    await eventually(() => server.subscriptions() === 0);
+  });
+
+  it('gives the slot back when the server ends the stream: a finished build, a revoked session', async () => {
+    const viewer = await newUser(server.app, server.token);
+    const queued = await triggerBuild(server.app, server.token);
+    // Canceled: finished, so each stream sends the log and `end`, then closes. Three in a row with a cap of 2.
+    expect((await injectAs(server.app, server.token, { method: 'POST', url: `/builds/${queued.id}/cancel` })).statusCode).toBe(200);
+    for (let round = 0; round < 3; round++) {
+      const stream = await openEventStream(`${server.base}/builds/${queued.id}/logs`, viewer.auth, { transport: 'http' });
+      expect(stream.response.status, `round ${round}`).toBe(200);
+      await stream.waitClosed(5000);
+      expect(stream.events().at(-1)).toMatchObject({ event: 'end', data: JSON.stringify({ status: 'canceled' }) });
+    }
+
+    // Two streams of a session that logs out: both end, and a new session of the same user streams twice again.
+    const waiting = await triggerBuild(server.app, server.token);
+    const url = `${server.base}/builds/${waiting.id}/logs`;
+    const before = [await openEventStream(url, viewer.auth, { transport: 'http' }), await openEventStream(url, viewer.auth, { transport: 'http' })];
+    expect((await refusedStream(url, viewer.auth)).status).toBe(429);
+    expect((await injectAs(server.app, viewer.token, { method: 'POST', url: '/logout' })).statusCode).toBe(204);
+    await Promise.all(before.map((stream) => stream.waitClosed(5000)));
+    const relogged = { authorization: `Bearer ${await login(server.app, viewer.username, viewer.password)}` };
+    const after = [await openWhenAccepted(url, relogged), await openWhenAccepted(url, relogged)];
+    expect(after.map((stream) => stream.response.status)).toEqual([200, 200]);
+    for (const stream of after) stream.abort();
+    await eventually(() => server.subscriptions() === 0);
+  });
+});
+
+describe(`GET /builds/:id/logs stream of a caller whose access ends (${testDb})`, () => {
+  let server: Awaited<ReturnType<typeof listeningApp>>;
+  let buildId: number;
+  let adminStream: OpenedStream;
+
+  beforeAll(async () => {
+    server = await listeningApp({ BUILD_CONCURRENCY: '0' });
+    buildId = (await triggerBuild(server.app, server.token)).id;
+    // The admin's stream of the same build runs alongside every test: only the caller whose access ended is cut.
+    adminStream = await openEventStream(`${server.base}/builds/${buildId}/logs`, server.auth, { transport: 'http' });
+    await adminStream.waitFor(isRetry);
+  });
+  afterAll(async () => {
+    adminStream?.abort();
+    await server?.close();
+  });
+
+  /** Opens a stream as `user`, runs `end` (what ends their access), and returns the stream once it closed. */
+  async function cutBy(user: { auth: Record<string, string> }, end: () => Promise<void>) {
+    const stream = await openEventStream(`${server.base}/builds/${buildId}/logs`, user.auth, { transport: 'http' });
+    expect(stream.response.status).toBe(200);
+    await stream.waitFor(isRetry);
+    await end();
+    const last = await stream.waitFor(isEnd, 10_000);
+    await stream.waitClosed(2000);
+    // The `end` event is the last thing sent; it carries the status, the reason, and where to resume.
+    expect(stream.items.at(-1)).toBe(last);
+    expect(stream.events()).toEqual([last]);
+    expect(adminStream.isClosed()).toBe(false);
+    expect(adminStream.events()).toEqual([]);
+    return last.kind === 'event' ? { id: last.id, data: JSON.parse(last.data) as unknown } : undefined;
+  }
+
+  it('ends the stream with `end` {reason: session_revoked} when its session logs out; other sessions stream on', async () => {
+    const viewer = await newUser(server.app, server.token);
+    const otherLogin = { authorization: `Bearer ${await login(server.app, viewer.username, viewer.password)}` };
+    const otherStream = await openEventStream(`${server.base}/builds/${buildId}/logs`, otherLogin, { transport: 'http' });
+    await otherStream.waitFor(isRetry);
+    const end = await cutBy(viewer, async () => {
+      expect((await injectAs(server.app, viewer.token, { method: 'POST', url: '/logout' })).statusCode).toBe(204);
+    });
+    expect(end).toEqual({ id: '0', data: { status: 'queued', reason: 'session_revoked' } });
+    // The same user's other login was not logged out: its stream is still open.
+    expect(otherStream.isClosed()).toBe(false);
+    otherStream.abort();
+  });
+
+  it('ends the stream with `end` {reason: session_revoked} when the password changes', async () => {
+    const viewer = await newUser(server.app, server.token);
+    const end = await cutBy(viewer, async () => {
+      const changed = await injectAs(server.app, server.token, {
+        method: 'PATCH',
+        url: `/users/${viewer.id}`,
+        payload: { password: `Pw-${uniqueName('new')}-x9` },
+      });
+      expect(changed.statusCode, changed.body).toBe(200);
+    });
+    expect(end).toEqual({ id: '0', data: { status: 'queued', reason: 'session_revoked' } });
+  });
+
+  it('ends the stream with `end` {reason: user_deleted} when the user is deleted', async () => {
+    const viewer = await newUser(server.app, server.token);
+    const end = await cutBy(viewer, async () => {
+      expect((await injectAs(server.app, server.token, { method: 'DELETE', url: `/users/${viewer.id}` })).statusCode).toBe(204);
+    });
+    expect(end).toEqual({ id: '0', data: { status: 'queued', reason: 'user_deleted' } });
+    await eventually(() => server.subscriptions() === 1);
   });
 });
 

@@ -82,8 +82,10 @@ function expectQueued(response: LightMyRequestResponse): BuildJson {
 function expectFinished(build: BuildJson): void {
   expect(['success', 'fail']).toContain(build.status);
   expect(build.duration_s).not.toBeNull();
-  expect(build.duration_s).toBeGreaterThanOrEqual(2);
+  // What the run lasted: the whole pipeline (2–10 s) on success, up to the end of the failing step on failure.
+  expect(build.duration_s).toBeGreaterThan(0);
   expect(build.duration_s).toBeLessThanOrEqual(10);
+  if (build.status === 'success') expect(build.duration_s).toBeGreaterThanOrEqual(2);
   for (const stamp of [build.created_at, build.started_at, build.finished_at]) expect(stamp).toMatch(ISO_UTC);
   const created = Date.parse(build.created_at);
   const started = Date.parse(build.started_at ?? '');
