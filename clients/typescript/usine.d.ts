@@ -598,7 +598,7 @@ export interface components {
              * @example not_found
              * @enum {string}
              */
-            error: "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "validation_error" | "rate_limited" | "payload_too_large" | "unsupported_media_type" | "service_unavailable" | "internal_error";
+            error: "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "validation_error" | "rate_limited" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "headers_too_large" | "service_unavailable" | "internal_error";
             /** @description For validation errors: each failing field */
             errors?: {
                 /**
@@ -802,6 +802,8 @@ export interface components {
         RateLimitReset: number;
         /** @description Seconds to wait before trying again */
         RetryAfter: number;
+        /** @description The bearer challenge (RFC 6750): `Bearer realm="usine"`, with `error="invalid_token"` when the request presented a bearer token that was refused (expired, forged, revoked) */
+        WwwAuthenticate: string;
     };
     pathItems: never;
 }
@@ -840,9 +842,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -867,7 +870,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -960,9 +963,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -987,7 +991,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1085,9 +1089,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1112,7 +1117,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1193,9 +1198,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1238,7 +1244,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1357,9 +1363,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1384,7 +1391,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1476,9 +1483,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1521,7 +1529,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1735,9 +1743,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1816,9 +1825,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1895,9 +1905,10 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2059,9 +2070,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2166,9 +2178,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2278,9 +2291,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2305,7 +2319,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2379,9 +2393,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2415,7 +2430,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2526,9 +2541,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2571,7 +2587,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2687,9 +2703,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2732,7 +2749,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2864,9 +2881,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2891,7 +2909,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2998,9 +3016,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3043,7 +3062,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3186,9 +3205,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3305,9 +3325,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3415,9 +3436,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3527,9 +3549,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3554,7 +3577,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3628,9 +3651,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3673,7 +3697,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3780,9 +3804,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3825,7 +3850,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
