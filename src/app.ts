@@ -3,6 +3,8 @@ import { fileURLToPath } from 'node:url';
 import autoload from '@fastify/autoload';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import type { Config } from './config.js';
+import { allowedMethods } from './http/allowed-methods.js';
+import { jsonBodyParser } from './http/json-body.js';
 import { pathOf, problem, sendProblem, toProblem } from './http/problem.js';
 import { Artifact } from './schemas/artifact.js';
 import { TokenPair } from './schemas/auth.js';
@@ -36,6 +38,9 @@ export default async function usineApp(fastify: FastifyInstance, { config }: App
 
   // JSON is the only body format: anything else (text/plain included) is a 415, not a validation error.
   fastify.removeContentTypeParser('text/plain');
+  // Same parser, but an empty body where none is needed is no body, and a refused __proto__ key is named.
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, jsonBodyParser(fastify));
 
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     const body = toProblem(error, request);
@@ -44,9 +49,18 @@ export default async function usineApp(fastify: FastifyInstance, { config }: App
     return sendProblem(reply, body);
   });
 
+  // No route for this method: a 405 with `Allow` if the path has others (Fastify itself answers 404 either way), and
+  // OPTIONS on such a path answers with the list itself (RFC 9110 §9.3.7).
   fastify.setNotFoundHandler((request, reply) => {
     const path = pathOf(request);
-    return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${path}`, path));
+    const allowed = allowedMethods(fastify, request.url);
+    if (allowed.length === 0) return sendProblem(reply, problem(404, 'not_found', `No route for ${request.method} ${path}`, path));
+    reply.header('allow', allowed.join(', '));
+    if (request.method === 'OPTIONS') return reply.code(204).send();
+    return sendProblem(
+      reply,
+      problem(405, 'method_not_allowed', `${request.method} is not allowed on ${path}; allowed: ${allowed.join(', ')}`, path),
+    );
   });
 
   await fastify.register(autoload, { dir: join(root, 'plugins/external') });

@@ -67,7 +67,8 @@ export const EnvSchema = Type.Object({
   /**
    * A request to a route that needs the database, still unanswered after this many seconds, gets a 503 (and the
    * database a ping at once): a query stuck on a connection that no longer leads anywhere (a network partition) does
-   * not hold its client. 0 = no bound. Streams (live logs) count only until their headers are sent.
+   * not hold its client. 0 = no bound. Streams (live logs) count only until their headers are sent; the time a request
+   * body takes to arrive does not count (a slow body is the client's: HTTP_REQUEST_TIMEOUT_S answers it with a 408).
    */
   DATABASE_REQUEST_TIMEOUT_S: Type.Number({ minimum: 0, maximum: 300, default: 10 }),
   LOG_LEVEL: Type.Union(LogLevel.anyOf, { default: 'info' }),

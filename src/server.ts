@@ -6,6 +6,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import usineApp from './app.js';
 import type { Config } from './config.js';
 import { scrubLogObject, serializeError, serializeRequest } from './http/log-redaction.js';
+import { createClientErrorHandler } from './http/client-errors.js';
 import { sendProblem, toProblem } from './http/problem.js';
 import { createValidatorCompiler } from './http/validators.js';
 
@@ -60,6 +61,11 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       // Node enforces the two timeouts above only when it sweeps its connections, every 30 s by default.
       connectionsCheckingInterval: HTTP_TIMEOUT_SWEEP_MS,
     },
+    // Node's own refusals (a request not received within those timeouts: 408; headers too large: 431) as problems.
+    clientErrorHandler: createClientErrorHandler({
+      requestTimeoutS: config.HTTP_REQUEST_TIMEOUT_S,
+      headersTimeoutS: config.HTTP_HEADERS_TIMEOUT_S,
+    }),
     return503OnClosing: true,
     routerOptions: { maxParamLength: 200 },
     // Malformed percent-encoding and over-long path segments are refused by the router itself: as problems too.

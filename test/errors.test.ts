@@ -51,14 +51,123 @@ describe(`errors (${testDb})`, () => {
     expect(response.headers['x-request-id']).toBe('bad-url-1');
   });
 
-  it('answers a path segment over 200 characters with a 414 problem', async () => {
+  it('answers a path segment over 200 characters with a 414 uri_too_long problem', async () => {
     const response = await injectAs(ctx.app, ctx.adminToken, { url: `/builds/1/artifacts/${'a'.repeat(201)}` });
-    expectProblem(response, 414, 'validation_error');
+    expectProblem(response, 414, 'uri_too_long');
     expect(problemOf(response).detail).toContain('200 characters');
   });
 
-  it('answers an unknown method on a known path with a 404 problem too', async () => {
-    expectProblem(await ctx.app.inject({ method: 'DELETE', url: '/status' }), 404, 'not_found');
+  it('answers a wrong method on a known path with 405 and the methods that exist in Allow', async () => {
+    const response = await ctx.app.inject({ method: 'DELETE', url: '/status' });
+    expectProblem(response, 405, 'method_not_allowed');
+    expect(response.headers.allow).toBe('GET, HEAD, OPTIONS');
+    expect(problemOf(response).instance).toBe('/status');
+
+    const project = await injectAs(ctx.app, ctx.adminToken, { method: 'PUT', url: '/projects/1?x=1', payload: {} });
+    expectProblem(project, 405, 'method_not_allowed');
+    expect(project.headers.allow).toBe('GET, HEAD, PATCH, DELETE, OPTIONS');
+
+    const trigger = await ctx.app.inject({ method: 'GET', url: '/projects/1/build' });
+    expectProblem(trigger, 405, 'method_not_allowed');
+    expect(trigger.headers.allow).toBe('POST, OPTIONS');
+  });
+
+  it('still answers 404, without Allow, on a path no method has', async () => {
+    for (const method of ['GET', 'DELETE', 'OPTIONS'] as const) {
+      const response = await ctx.app.inject({ method, url: '/no/such/path' });
+      expectProblem(response, 404, 'not_found');
+      expect(response.headers.allow).toBeUndefined();
+    }
+  });
+
+  it('answers HEAD where GET exists, and OPTIONS on a known path with 204 and Allow', async () => {
+    const head = await ctx.app.inject({ method: 'HEAD', url: '/status' });
+    expect(head.statusCode).toBe(200);
+    const options = await ctx.app.inject({ method: 'OPTIONS', url: '/projects' });
+    expect(options.statusCode).toBe(204);
+    expect(options.headers.allow).toBe('GET, HEAD, POST, OPTIONS');
+    expect(options.body).toBe('');
+  });
+
+  it('sends WWW-Authenticate: Bearer with every 401, with error="invalid_token" when a token was refused', async () => {
+    const missing = await ctx.app.inject({ url: '/projects' });
+    expectProblem(missing, 401, 'unauthorized');
+    expect(missing.headers['www-authenticate']).toBe('Bearer realm="usine"');
+
+    const forged = await ctx.app.inject({ url: '/projects', headers: bearer('not.a.token') });
+    expectProblem(forged, 401, 'unauthorized');
+    expect(forged.headers['www-authenticate']).toBe('Bearer realm="usine", error="invalid_token"');
+
+    const otherScheme = await ctx.app.inject({ url: '/me', headers: { authorization: 'Basic YWRtaW46YWRtaW4xMjM=' } });
+    expectProblem(otherScheme, 401, 'unauthorized');
+    expect(otherScheme.headers['www-authenticate']).toBe('Bearer realm="usine"');
+
+    // A failed login: no bearer token was refused, but a 401 still names the scheme the API uses (RFC 9110 §15.5.2).
+    const badLogin = await ctx.app.inject({ method: 'POST', url: '/login', payload: { username: 'admin', password: 'wrong-password' } });
+    expectProblem(badLogin, 401, 'unauthorized');
+    expect(badLogin.headers['www-authenticate']).toBe('Bearer realm="usine"');
+
+    const ok = await injectAs(ctx.app, ctx.adminToken, { url: '/me' });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.headers['www-authenticate']).toBeUndefined();
+  });
+
+  it('refuses a body with a __proto__ key, saying so', async () => {
+    const response = await ctx.app.inject({
+      method: 'POST',
+      url: '/login',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"username":"admin","password":"admin123","__proto__":{"role":"admin"}}',
+    });
+    expectProblem(response, 400, 'validation_error');
+    const body = problemOf(response);
+    expect(body.detail).toContain('__proto__');
+    expect(body.detail).not.toContain('not valid JSON');
+    expect(body.errors?.map((error) => error.path)).toEqual(['/body/__proto__']);
+  });
+
+  it('refuses a nested constructor.prototype too, naming where it is', async () => {
+    const response = await injectAs(ctx.app, ctx.adminToken, {
+      method: 'POST',
+      url: '/projects',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"name":"x","repo":"https://github.com/demo/repo","meta":{"a/b":{"constructor":{"prototype":{"admin":true}}}}}',
+    });
+    expectProblem(response, 400, 'validation_error');
+    expect(problemOf(response).errors?.map((error) => error.path)).toEqual(['/body/meta/a~1b/constructor/prototype']);
+  });
+
+  it('still calls broken JSON broken JSON, and accepts __proto__ as a value', async () => {
+    const broken = await ctx.app.inject({ method: 'POST', url: '/login', headers: { 'content-type': 'application/json' }, payload: '{"__proto__":' });
+    expectProblem(broken, 400, 'validation_error');
+    expect(problemOf(broken).detail).toBe('The body is not valid JSON');
+
+    const asValue = await ctx.app.inject({ method: 'POST', url: '/login', payload: { username: '__proto__', password: 'constructor' } });
+    expectProblem(asValue, 401, 'unauthorized');
+  });
+
+  it('takes an empty application/json body as no body where the body is optional (Swagger UI on a build trigger)', async () => {
+    const project = await injectAs(ctx.app, ctx.adminToken, {
+      method: 'POST',
+      url: '/projects',
+      payload: { name: uniqueName('EmptyBody'), repo: 'https://github.com/demo/repo' },
+    });
+    expect(project.statusCode, project.body).toBe(201);
+    const { id } = project.json<{ id: number }>();
+    for (const url of [`/projects/${id}/build`, `/projects/${id}/builds`]) {
+      const trigger = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: '' });
+      expect(trigger.statusCode, trigger.body).toBe(201);
+      expect(trigger.json<{ branch: string }>().branch).toBe('main');
+    }
+    const build = (await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${id}/build` })).json<{ id: number }>();
+    const cancel = await injectAs(ctx.app, ctx.adminToken, {
+      method: 'POST',
+      url: `/builds/${build.id}/cancel`,
+      headers: { 'content-type': 'application/json' },
+      payload: '',
+    });
+    // Builds run instantly here: the build may be over already, a conflict, but never a refused body.
+    if (cancel.statusCode !== 200) expectProblem(cancel, 409, 'conflict');
   });
 
   it('answers broken JSON with 400 validation_error', async () => {
@@ -90,7 +199,7 @@ describe(`errors (${testDb})`, () => {
     },
   );
 
-  it('answers an empty body sent as application/json with 400', async () => {
+  it('answers an empty body sent as application/json with 400 where a body is required', async () => {
     const response = await ctx.app.inject({
       method: 'POST',
       url: '/login',
@@ -98,6 +207,7 @@ describe(`errors (${testDb})`, () => {
       payload: '',
     });
     expectProblem(response, 400, 'validation_error');
+    expect(problemOf(response).detail).toContain('empty');
   });
 
   it('answers a missing body on POST /login with 400', async () => {
@@ -255,5 +365,26 @@ describe(`errors: unexpected failures (${testDb})`, () => {
     const id = generated.headers['x-request-id'];
     expect(id).toMatch(UUID);
     expect(problemOf(generated).detail).toContain(String(id));
+  });
+});
+
+describe(`errors: 405 beside CORS (${testDb})`, () => {
+  const ctx = useTestApp({ CORS_ORIGINS: 'https://app.example' });
+
+  it('keeps preflights working, and the wildcard OPTIONS route does not make unknown paths 405', async () => {
+    const preflight = await ctx.app.inject({
+      method: 'OPTIONS',
+      url: '/projects/1',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'PATCH' },
+    });
+    expect(preflight.statusCode).toBe(204);
+    expect(preflight.headers['access-control-allow-origin']).toBe('https://app.example');
+
+    const unknown = await ctx.app.inject({ method: 'POST', url: '/no/such/path', headers: { origin: 'https://app.example' } });
+    expectProblem(unknown, 404, 'not_found');
+    const wrong = await ctx.app.inject({ method: 'POST', url: '/status', headers: { origin: 'https://app.example' } });
+    expectProblem(wrong, 405, 'method_not_allowed');
+    expect(wrong.headers.allow).toBe('GET, HEAD, OPTIONS');
+    expect(wrong.headers['access-control-allow-origin']).toBe('https://app.example');
   });
 });

@@ -606,7 +606,7 @@ export interface components {
              * @example not_found
              * @enum {string}
              */
-            error: "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "validation_error" | "rate_limited" | "payload_too_large" | "unsupported_media_type" | "service_unavailable" | "internal_error";
+            error: "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "validation_error" | "rate_limited" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "headers_too_large" | "service_unavailable" | "internal_error";
             /** @description For validation errors: each failing field */
             errors?: {
                 /**
@@ -810,6 +810,8 @@ export interface components {
         RateLimitReset: number;
         /** @description Seconds to wait before trying again */
         RetryAfter: number;
+        /** @description The bearer challenge (RFC 6750): `Bearer realm="usine"`, with `error="invalid_token"` when the request presented a bearer token that was refused (expired, forged, revoked) */
+        WwwAuthenticate: string;
     };
     pathItems: never;
 }
@@ -848,9 +850,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -875,7 +878,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -968,9 +971,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -995,7 +999,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1093,9 +1097,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1120,7 +1125,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1201,9 +1206,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1246,7 +1252,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1365,9 +1371,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1392,7 +1399,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1482,9 +1489,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1527,7 +1535,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -1741,9 +1749,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1822,9 +1831,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -1901,9 +1911,10 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2074,9 +2085,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2181,9 +2193,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2293,9 +2306,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2320,7 +2334,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2394,9 +2408,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2430,7 +2445,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2541,9 +2556,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2586,7 +2602,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2702,9 +2718,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2747,7 +2764,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -2879,9 +2896,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -2906,7 +2924,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3013,9 +3031,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3058,7 +3077,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3201,9 +3220,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3320,9 +3340,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3430,9 +3451,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3542,9 +3564,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3569,7 +3592,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3643,9 +3666,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3688,7 +3712,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3795,9 +3819,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3840,7 +3865,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;

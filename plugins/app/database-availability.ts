@@ -10,7 +10,10 @@ declare module 'fastify' {
     databaseAvailability: DatabaseAvailability;
   }
   interface FastifyRequest {
-    /** This request's place among those waiting on the database, for the deadline sweep below. */
+    /**
+     * This request's place among those waiting on the database, for the deadline sweep below. While its body is
+     * arriving it stays here but out of the line (`waiting` false): that time is the client's, not the database's.
+     */
     databaseWait: Waiter<FastifyReply> | null;
   }
   interface FastifyContextConfig {
@@ -19,13 +22,21 @@ declare module 'fastify' {
   }
 }
 
+/** Whether the request announces a body (the same test Fastify makes before it reads one). */
+function hasBody(request: FastifyRequest): boolean {
+  const { headers } = request;
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+}
+
 /**
  * While the database is unavailable, every request to a route that needs it answers a 503 `service_unavailable`
  * problem with `Retry-After` at once, before authentication (which queries it) and without queuing work for a
  * connection that is not there. Routes with `config: { database: false }` are served as usual; `/health/ready` and
  * `/status` report the outage themselves. A request that needs the database and is still unanswered after
  * DATABASE_REQUEST_TIMEOUT_S gets a 503 too (its late result is dropped): it may or may not have been applied, as
- * with any timeout, which the detail says.
+ * with any timeout, which the detail says. The time its body takes to arrive does not count: a slow body is the
+ * client's delay, answered once by Node's request timeout (HTTP_REQUEST_TIMEOUT_S, a 408: src/http/client-errors.ts),
+ * never blamed on the database.
  */
 export default fp(
   async (fastify) => {
@@ -78,6 +89,18 @@ export default fp(
       done();
     });
     if (deadlineMs > 0) {
+      // The clock stops while the body is read (after authentication, which may query the database, and before
+      // anything else that does) and starts afresh once it is in. Bodyless requests keep their place.
+      fastify.addHook('preParsing', (request, _reply, payload, done) => {
+        const wait = request.databaseWait;
+        if (wait && hasBody(request)) waiting.remove(wait);
+        done(null, payload);
+      });
+      fastify.addHook('preValidation', (request, reply, done) => {
+        const wait = request.databaseWait;
+        if (wait && !wait.waiting) request.databaseWait = waiting.add(reply, performance.now());
+        done();
+      });
       fastify.addHook('onSend', (request, _reply, payload, done) => {
         release(request);
         done(null, payload);
@@ -93,8 +116,9 @@ export default fp(
       fastify.addHook('onClose', async () => clearInterval(sweeper));
     }
 
-    fastify.addHook('onError', async (_request, _reply, error) => {
-      if (isConnectionFailure(error)) availability.suspect();
+    fastify.addHook('onError', async (request, _reply, error) => {
+      // A request whose own stream broke (the client left mid-body) reports an ECONNRESET that is not the database's.
+      if (isConnectionFailure(error) && request.raw.errored !== error) availability.suspect();
     });
 
     fastify.addHook('onReady', async () => availability.start());

@@ -43,6 +43,12 @@ const HEADERS: Record<string, OpenAPIV3.HeaderObject> = {
     description: 'Requests left in the current window',
     schema: { type: 'integer', minimum: 0, example: 0 },
   },
+  WwwAuthenticate: {
+    description:
+      'The bearer challenge (RFC 6750): `Bearer realm="usine"`, with `error="invalid_token"` when the request ' +
+      'presented a bearer token that was refused (expired, forged, revoked)',
+    schema: { type: 'string', example: 'Bearer realm="usine", error="invalid_token"' },
+  },
   RateLimitReset: {
     description: 'Seconds until the window resets',
     schema: { type: 'integer', minimum: 0, example: 30 },
@@ -54,7 +60,7 @@ const headerRef = (name: keyof typeof HEADERS) => ({ $ref: `#/components/headers
  * Statuses that the router, hooks and the root error handler produce on any route, whatever its handler does:
  * documented here once rather than on every route. 400, 413 and 415 come from body parsing (on methods that have a
  * body, even where the route takes none), 414 from the router (a path parameter over
- * `maxParamLength`), 429 from the rate limit (unless the route opts out), 503 from load shedding or an unreachable
+ * `maxParamLength`), a `WWW-Authenticate` challenge on every 401 (src/http/problem.ts), 429 from the rate limit (unless the route opts out), 503 from load shedding or an unreachable
  * database, 500 from a bug (a problem without internals; the log has them under the request id).
  */
 function addCommonResponses(
@@ -73,10 +79,12 @@ function addCommonResponses(
   }
   if (hasPathParameters && !responses['414']) {
     responses['414'] = {
-      description: 'A path segment is longer than the 200 characters the router accepts (`validation_error`)',
+      description: 'A path segment is longer than the 200 characters the router accepts (`uri_too_long`)',
       content: problemContent(),
     };
   }
+  const unauthorized = responses['401'] as OpenAPIV3.ResponseObject | undefined;
+  if (unauthorized) unauthorized.headers = { ...unauthorized.headers, 'www-authenticate': headerRef('WwwAuthenticate') };
   if (traits.rateLimited && !responses['429']) {
     responses['429'] = {
       description: 'Too many requests from this client (`rate_limited`): wait `Retry-After` seconds',
@@ -270,7 +278,9 @@ export default fp(
             'watch the service.\n\n' +
             'JSON in and out, snake_case fields, ISO-8601 UTC timestamps, integer ids. Send the `access_token` of ' +
             '`POST /login` as `Authorization: Bearer <token>`. Errors are RFC 9457 problem details ' +
-            '(`application/problem+json`) with a stable `error` code. Lists are pages (`?page=`, `?per_page=`) with ' +
+            '(`application/problem+json`) with a stable `error` code; a method a path does not have is a 405 ' +
+            '(`method_not_allowed`) with `Allow`, a request not received within the server\'s timeouts a 408 ' +
+            '(`request_timeout`), headers over 16 KiB a 431 (`headers_too_large`). Lists are pages (`?page=`, `?per_page=`) with ' +
             'a `Link` header. Every response carries an `X-Request-Id`; rate-limited responses carry `RateLimit-*` headers.',
           license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' },
         },

@@ -4,13 +4,17 @@ import { ref } from './ref.js';
 
 const DESCRIPTIONS: Record<number, string> = {
   400: 'Bad request: malformed JSON or a field that fails validation (`validation_error`)',
-  401: 'Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`)',
+  401: 'Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme',
   403: 'The caller is authenticated but lacks the role this route needs (`forbidden`)',
   404: 'No such resource (`not_found`)',
+  405: 'The path exists but not with this method (`method_not_allowed`); `Allow` lists those it has',
+  408: 'The request was not received within the server\'s timeouts (`request_timeout`)',
   409: 'The request conflicts with the current state (`conflict`)',
   413: 'The body is larger than the configured limit (`payload_too_large`)',
+  414: 'A path segment is longer than the router accepts (`uri_too_long`)',
   415: 'The body is not `application/json` (`unsupported_media_type`)',
   429: 'Too many requests (`rate_limited`)',
+  431: 'The request line and headers are larger than the server reads (`headers_too_large`)',
   503: 'The service or its database is unavailable (`service_unavailable`)',
 };
 
