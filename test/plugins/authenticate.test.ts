@@ -1,7 +1,8 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
+import { eq } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { problemOf, testDb, useTestApp } from '../helper.js';
+import { login, problemOf, testDb, useTestApp } from '../helper.js';
 
 const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
@@ -17,6 +18,9 @@ function craftToken(
   return `${signingInput}.${createHmac(hash, secret).update(signingInput).digest('base64url')}`;
 }
 
+/** The payload of a JWT, unverified. */
+const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>;
+
 describe(`authenticate (GET /projects, ${testDb})`, () => {
   const ctx = useTestApp();
 
@@ -27,8 +31,8 @@ describe(`authenticate (GET /projects, ${testDb})`, () => {
     username: 'admin',
     role: 'admin',
     typ: 'access',
-    // A session no one revoked: the check is "no revoked token in the family", not "the family exists".
-    fid: randomUUID(),
+    // The seeded admin's live session (the one useTestApp logged in): a signed token needs a real session too.
+    fid: claimsOf(ctx.adminToken).fid,
     iat: now() - 10,
     exp: now() + 600,
     iss: ctx.config.JWT_ISSUER,
@@ -105,6 +109,47 @@ describe(`authenticate (GET /projects, ${testDb})`, () => {
     expectUnauthorized(await get(`Bearer ${craftToken(withoutFid, ctx.config.JWT_SECRET)}`));
     expectUnauthorized(await get(`Bearer ${craftToken(claims({ fid: '' }), ctx.config.JWT_SECRET)}`));
     expectUnauthorized(await get(`Bearer ${craftToken(claims({ fid: 42 }), ctx.config.JWT_SECRET)}`));
+  });
+
+  it('refuses a token signed with the server\'s secret but an invented session (fid)', async () => {
+    expectUnauthorized(await get(`Bearer ${craftToken(claims({ fid: randomUUID() }), ctx.config.JWT_SECRET)}`));
+  });
+
+  it("refuses a token that names another user's session", async () => {
+    const created = await ctx.app.inject({
+      method: 'POST',
+      url: '/users',
+      headers: { authorization: `Bearer ${ctx.adminToken}` },
+      payload: { username: 'session-owner', password: 'session-owner-password', role: 'viewer' },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    const theirs = await login(ctx.app, 'session-owner', 'session-owner-password');
+    expect((await get(`Bearer ${theirs}`)).statusCode).toBe(200);
+    // Signed for the admin, in the viewer's session: the session is live, but not the admin's.
+    expectUnauthorized(await get(`Bearer ${craftToken(claims({ fid: claimsOf(theirs).fid }), ctx.config.JWT_SECRET)}`));
+  });
+
+  it('refuses a token of a session whose refresh tokens have all expired', async () => {
+    const token = await login(ctx.app);
+    expect((await get(`Bearer ${token}`)).statusCode).toBe(200);
+    const { refresh_tokens: tokens } = ctx.app.database.tables;
+    await ctx.app.database.db
+      .update(tokens)
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where(eq(tokens.family_id, String(claimsOf(token).fid)));
+    // Expiry is the clock, not a write: nothing tells the cache, which may trust its answer for AUTH_CACHE_TTL_MS.
+    ctx.app.callerCache.invalidate();
+    expectUnauthorized(await get(`Bearer ${token}`));
+  });
+
+  it('refuses a crafted token of a real session once that session logged out', async () => {
+    const token = await login(ctx.app);
+    const crafted = craftToken(claims({ fid: claimsOf(token).fid }), ctx.config.JWT_SECRET);
+    expect((await get(`Bearer ${crafted}`)).statusCode).toBe(200);
+    const logout = await ctx.app.inject({ method: 'POST', url: '/logout', headers: { authorization: `Bearer ${token}` } });
+    expect(logout.statusCode).toBe(204);
+    expectUnauthorized(await get(`Bearer ${crafted}`));
+    expectUnauthorized(await get(`Bearer ${token}`));
   });
 
   it('refuses a correctly signed token whose user does not exist', async () => {
