@@ -22,6 +22,13 @@ export const EnvSchema = Type.Object({
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'usine-api' }),
   ACCESS_TOKEN_TTL: Type.Integer({ minimum: 30, maximum: 86_400, default: 1800 }),
   REFRESH_TOKEN_TTL: Type.Integer({ minimum: 60, maximum: 90 * 86_400, default: 7 * 86_400 }),
+  /**
+   * Seconds between two background purges of refresh tokens that expired (plugins/app/refresh-token-purge.ts); each
+   * purge deletes at most REFRESH_TOKEN_PURGE_BATCH rows per statement and ten statements. 0 turns the purge off.
+   */
+  REFRESH_TOKEN_PURGE_INTERVAL_S: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 }),
+  /** Rows one purge statement deletes at most, so that a large backlog never holds a long write. */
+  REFRESH_TOKEN_PURGE_BATCH: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
   ADMIN_USERNAME: Type.String({ minLength: 1, maxLength: 64, default: 'admin' }),
   ADMIN_PASSWORD: Type.String({ minLength: 1, default: DEFAULT_ADMIN_PASSWORD }),
   BUILD_FAIL_RATE: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),

@@ -1,4 +1,4 @@
-import { and, eq, exists, gt, isNotNull, isNull, notExists, sql, type Placeholder } from 'drizzle-orm';
+import { and, eq, exists, gt, inArray, isNotNull, isNull, lt, notExists, or, sql, type Placeholder } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { isForeignKeyViolation } from '../db/errors.js';
 import type { Role } from './users.js';
@@ -24,7 +24,7 @@ export interface AuthChangeOptions {
  * carries `revoked_at`: that one rule covers logout, reuse detection and a token added to a family while it
  * was being revoked. Every method is a single statement, so it is atomic on both databases.
  */
-export function createRefreshTokensRepository({ db, tables, now }: Database, { onAuthChange = () => {} }: AuthChangeOptions = {}) {
+export function createRefreshTokensRepository({ db, tables, now, dialect }: Database, { onAuthChange = () => {} }: AuthChangeOptions = {}) {
   const { refresh_tokens: tokens, users } = tables;
 
   /** `refresh_tokens` rows of the family, one of them revoked (served by refresh_tokens_family_idx). */
@@ -134,6 +134,35 @@ export function createRefreshTokensRepository({ db, tables, now }: Database, { o
         .where(and(eq(tokens.user_id, userId), isNull(tokens.revoked_at)))
         .returning({ id: tokens.id });
       if (rows.length > 0) onAuthChange();
+      return rows.length;
+    },
+
+    /**
+     * Deletes at most `limit` rows that no longer serve any purpose, in one statement: rows expired at `now`. An
+     * expired token can be neither used nor count as reuse, and a session without an unexpired row is over (see
+     * findActiveCaller), so used rows are kept for reuse detection until they expire, like every row of a revoked
+     * family. One expired row is kept past that: a revoked one while its family still holds an unrevoked, unexpired
+     * row (a token added by a refresh racing the revocation), since only the revoked row says that the family is
+     * revoked. On PostgreSQL, rows another replica's purge is deleting are skipped rather than waited for.
+     * Returns how many rows were deleted: fewer than `limit` means nothing is left to purge.
+     */
+    async purgeExpired(now: Date, limit: number): Promise<number> {
+      const purgeable = db
+        .select({ id: tokens.id })
+        .from(tokens)
+        .where(
+          and(
+            lt(tokens.expires_at, now),
+            or(
+              isNull(tokens.revoked_at),
+              // Written by hand: the outer row must be named by its table, the inner one by an alias.
+              sql`not exists (select 1 from "refresh_tokens" as "live" where "live"."family_id" = "refresh_tokens"."family_id" and "live"."revoked_at" is null and "live"."expires_at" >= ${sql.param(now, tokens.expires_at)})`,
+            ),
+          ),
+        )
+        .limit(limit);
+      const candidates = dialect === 'pg' ? purgeable.for('update', { skipLocked: true }) : purgeable;
+      const rows = await db.delete(tokens).where(inArray(tokens.id, candidates)).returning({ id: tokens.id });
       return rows.length;
     },
 
