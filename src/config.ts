@@ -109,9 +109,16 @@ export const EnvSchema = Type.Object({
   TRUST_PROXY: Type.String({ default: '', pattern: '^(?:|true|false|\\d{1,2}|[\\w.:/]+(?:\\s*,\\s*[\\w.:/]+)*)$' }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 300 }),
   RATE_LIMIT_WINDOW_S: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+  /** `POST /login` attempts per client IP per RATE_LIMIT_LOGIN_WINDOW_S (429 beyond). */
   RATE_LIMIT_LOGIN_IP_MAX: Type.Integer({ minimum: 1, default: 20 }),
+  /**
+   * `POST /login` attempts on one username from one client IP per window (429 beyond); also the attempts on a
+   * username from all IPs together after which each further one is delayed (never refused: plugins/app/login-throttle.ts).
+   */
   RATE_LIMIT_LOGIN_USER_MAX: Type.Integer({ minimum: 1, default: 10 }),
   RATE_LIMIT_LOGIN_WINDOW_S: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+  /** Longest delay, in ms, of a login attempt on a username tried too often from everywhere; 0 = no delay. */
+  RATE_LIMIT_LOGIN_DELAY_MAX_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 5000 }),
   /** When set (redis://host:port), rate-limit counters live in Redis and are shared by every replica. */
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   /** Prefix of every rate-limit key in Redis, so several deployments (or test runs) can share one Redis. */
