@@ -1,7 +1,13 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
-export const DEFAULT_JWT_SECRET = 'usine-development-secret-do-not-use-in-production';
+/**
+ * The signing key earlier versions used when JWT_SECRET was unset: public (it is in this file and was in
+ * .env.example), so refused everywhere outside NODE_ENV=test.
+ */
+export const PUBLIC_DEVELOPMENT_JWT_SECRET = 'usine-development-secret-do-not-use-in-production';
+/** The fixed key of NODE_ENV=test without JWT_SECRET, so that tests can sign tokens of their own. */
+export const TEST_JWT_SECRET = 'usine-test-secret-for-node-env-test-only';
 export const DEFAULT_ADMIN_PASSWORD = 'admin123';
 
 const LogLevel = Type.Union(
@@ -17,11 +23,23 @@ export const EnvSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
   DATABASE_URL: Type.Optional(Type.String({ minLength: 1 })),
   DB_URL: Type.Optional(Type.String({ minLength: 1, description: "The seed's name for DATABASE_URL" })),
-  JWT_SECRET: Type.String({ minLength: 1, default: DEFAULT_JWT_SECRET }),
+  /**
+   * HS256 key of access tokens; required (32+ bytes) in production. Unset elsewhere: generated at random, once per
+   * SQLite database (kept in `<database>.jwt-secret`, mode 0600) or per process on PostgreSQL and :memory:
+   * (src/auth/jwt-secret.ts); NODE_ENV=test uses TEST_JWT_SECRET.
+   */
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'usine' }),
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'usine-api' }),
   ACCESS_TOKEN_TTL: Type.Integer({ minimum: 30, maximum: 86_400, default: 1800 }),
   REFRESH_TOKEN_TTL: Type.Integer({ minimum: 60, maximum: 90 * 86_400, default: 7 * 86_400 }),
+  /**
+   * Seconds between two background purges of refresh tokens that expired (plugins/app/refresh-token-purge.ts); each
+   * purge deletes at most REFRESH_TOKEN_PURGE_BATCH rows per statement and ten statements. 0 turns the purge off.
+   */
+  REFRESH_TOKEN_PURGE_INTERVAL_S: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 }),
+  /** Rows one purge statement deletes at most, so that a large backlog never holds a long write. */
+  REFRESH_TOKEN_PURGE_BATCH: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
   ADMIN_USERNAME: Type.String({ minLength: 1, maxLength: 64, default: 'admin' }),
   ADMIN_PASSWORD: Type.String({ minLength: 1, default: DEFAULT_ADMIN_PASSWORD }),
   BUILD_FAIL_RATE: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
@@ -99,9 +117,16 @@ export const EnvSchema = Type.Object({
   TRUST_PROXY: Type.String({ default: '', pattern: '^(?:|true|false|\\d{1,2}|[\\w.:/]+(?:\\s*,\\s*[\\w.:/]+)*)$' }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 300 }),
   RATE_LIMIT_WINDOW_S: Type.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+  /** `POST /login` attempts per client IP per RATE_LIMIT_LOGIN_WINDOW_S (429 beyond). */
   RATE_LIMIT_LOGIN_IP_MAX: Type.Integer({ minimum: 1, default: 20 }),
+  /**
+   * `POST /login` attempts on one username from one client IP per window (429 beyond); also the attempts on a
+   * username from all IPs together after which each further one is delayed (never refused: plugins/app/login-throttle.ts).
+   */
   RATE_LIMIT_LOGIN_USER_MAX: Type.Integer({ minimum: 1, default: 10 }),
   RATE_LIMIT_LOGIN_WINDOW_S: Type.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+  /** Longest delay, in ms, of a login attempt on a username tried too often from everywhere; 0 = no delay. */
+  RATE_LIMIT_LOGIN_DELAY_MAX_MS: Type.Integer({ minimum: 0, maximum: 30_000, default: 5000 }),
   /** When set (redis://host:port), rate-limit counters live in Redis and are shared by every replica. */
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   /** Prefix of every rate-limit key in Redis, so several deployments (or test runs) can share one Redis. */
@@ -210,6 +235,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   const { DATABASE_URL, DB_URL, ...rest } = env;
   const config: Config = { ...rest, database: parseDatabaseUrl(DATABASE_URL ?? DB_URL ?? DEFAULT_DATABASE_URL) };
+  if (config.JWT_SECRET === undefined && config.NODE_ENV === 'test') config.JWT_SECRET = TEST_JWT_SECRET;
+  assertJwtSecretNotPublic(config);
   assertShutdownFits(config);
   assertTimeoutsConsistent(config);
   assertProductionSafe(config);
@@ -239,10 +266,19 @@ function assertTimeoutsConsistent(config: Config): void {
   if (problems.length > 0) throw new ConfigError(`Inconsistent timeouts: ${problems.join('; ')}`);
 }
 
+/** The old public development key (still in many copies of .env.example) signs nothing outside tests. */
+function assertJwtSecretNotPublic(config: Config): void {
+  if (config.NODE_ENV === 'test' || config.JWT_SECRET !== PUBLIC_DEVELOPMENT_JWT_SECRET) return;
+  throw new ConfigError(
+    'JWT_SECRET: the public development value is refused (anyone can sign tokens with it); remove the line to have a ' +
+      'secret generated for this database, or set your own (e.g. `openssl rand -hex 32`)',
+  );
+}
+
 function assertProductionSafe(config: Config): void {
   if (config.NODE_ENV !== 'production') return;
   const problems: string[] = [];
-  if (config.JWT_SECRET === DEFAULT_JWT_SECRET || Buffer.byteLength(config.JWT_SECRET) < 32) {
+  if (config.JWT_SECRET === undefined || Buffer.byteLength(config.JWT_SECRET) < 32) {
     problems.push('JWT_SECRET: must be set to a secret of at least 32 bytes in production');
   }
   if (config.ADMIN_PASSWORD === DEFAULT_ADMIN_PASSWORD) {

@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import {
   ConfigError,
   DEFAULT_ADMIN_PASSWORD,
-  DEFAULT_JWT_SECRET,
+  PUBLIC_DEVELOPMENT_JWT_SECRET,
+  TEST_JWT_SECRET,
   loadConfig,
   parseDatabaseUrl,
 } from '../src/config.js';
@@ -30,11 +31,12 @@ const SECRET_32 = 'k'.repeat(32);
 describe('loadConfig defaults', () => {
   it('applies every default on an empty environment', () => {
     const config = loadConfig({});
+    // No JWT_SECRET: one is generated at start-up for the database (src/auth/jwt-secret.ts), never a public default.
+    expect(config.JWT_SECRET).toBeUndefined();
     expect(config).toMatchObject({
       NODE_ENV: 'development',
       PORT: 5000,
       HOST: '0.0.0.0',
-      JWT_SECRET: DEFAULT_JWT_SECRET,
       JWT_ISSUER: 'usine',
       JWT_AUDIENCE: 'usine-api',
       ACCESS_TOKEN_TTL: 1800,
@@ -246,8 +248,22 @@ describe('production safety', () => {
   });
 
   it('does not apply the production rules outside production', () => {
-    expect(loadConfig({ NODE_ENV: 'development' }).JWT_SECRET).toBe(DEFAULT_JWT_SECRET);
+    expect(loadConfig({ NODE_ENV: 'development' }).JWT_SECRET).toBeUndefined();
+    expect(loadConfig({ NODE_ENV: 'development', JWT_SECRET: 'short' }).JWT_SECRET).toBe('short');
     expect(loadConfig({ NODE_ENV: 'test', JWT_SECRET: 'short' }).JWT_SECRET).toBe('short');
+  });
+
+  it('gives NODE_ENV=test without JWT_SECRET a fixed key, and no other environment', () => {
+    expect(loadConfig({ NODE_ENV: 'test' }).JWT_SECRET).toBe(TEST_JWT_SECRET);
+    expect(loadConfig({ NODE_ENV: 'development' }).JWT_SECRET).not.toBe(TEST_JWT_SECRET);
+  });
+
+  it('refuses the old public development JWT_SECRET outside tests (it is in old copies of .env.example)', () => {
+    for (const NODE_ENV of ['development', 'production']) {
+      const message = configErrorOf(() => loadConfig({ NODE_ENV, JWT_SECRET: PUBLIC_DEVELOPMENT_JWT_SECRET, ADMIN_PASSWORD: 'a-real-password' }));
+      expect(message).toContain('JWT_SECRET');
+      expect(message).not.toContain(PUBLIC_DEVELOPMENT_JWT_SECRET);
+    }
   });
 });
 

@@ -326,7 +326,7 @@ export interface paths {
         put?: never;
         /**
          * Trigger a build (seed path)
-         * @description Queues a build of the project and answers at once with the queued build (201, `Location: /builds/{id}`): a worker then runs it (checkout, install, test, package), and `GET /builds/{id}` or `GET /builds/{id}/logs` follow it to `success` or `fail`. No body is needed: the branch defaults to the project's default branch and the commit to a generated hash. With an `Idempotency-Key` header, repeating the request within 24 h answers the build the first one created (header `Idempotent-Replayed: true`) instead of queuing another. A project may hold BUILD_QUEUE_LIMIT queued builds: beyond that the answer is 429.
+         * @description Queues a build of the project and answers at once with the queued build (201, `Location: /builds/{id}`): a worker then runs it (checkout, install, test, package), and `GET /builds/{id}` or `GET /builds/{id}/logs` follow it to `success` or `fail`. No body is needed: the branch defaults to the project's default branch and the commit to a generated hash. With an `Idempotency-Key` header, repeating the request within 24 h answers the build the first one created (header `Idempotent-Replayed: true`) instead of queuing another; keys are per user, so another user sending the same key gets a build of their own. A project may hold BUILD_QUEUE_LIMIT queued builds: beyond that the answer is 429.
          */
         post: operations["triggerBuildSeedPath"];
         delete?: never;
@@ -350,7 +350,7 @@ export interface paths {
         put?: never;
         /**
          * Trigger a build
-         * @description Queues a build of the project and answers at once with the queued build (201, `Location: /builds/{id}`): a worker then runs it (checkout, install, test, package), and `GET /builds/{id}` or `GET /builds/{id}/logs` follow it to `success` or `fail`. No body is needed: the branch defaults to the project's default branch and the commit to a generated hash. With an `Idempotency-Key` header, repeating the request within 24 h answers the build the first one created (header `Idempotent-Replayed: true`) instead of queuing another. A project may hold BUILD_QUEUE_LIMIT queued builds: beyond that the answer is 429.
+         * @description Queues a build of the project and answers at once with the queued build (201, `Location: /builds/{id}`): a worker then runs it (checkout, install, test, package), and `GET /builds/{id}` or `GET /builds/{id}/logs` follow it to `success` or `fail`. No body is needed: the branch defaults to the project's default branch and the commit to a generated hash. With an `Idempotency-Key` header, repeating the request within 24 h answers the build the first one created (header `Idempotent-Replayed: true`) instead of queuing another; keys are per user, so another user sending the same key gets a build of their own. A project may hold BUILD_QUEUE_LIMIT queued builds: beyond that the answer is 429.
          */
         post: operations["triggerBuild"];
         delete?: never;
@@ -2659,7 +2659,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Any unique text (a UUID, say), up to 255 visible ASCII characters: the same key for the same project within 24 h answers the first build instead of queuing another
+                 * @description Any unique text (a UUID, say), up to 255 visible ASCII characters: the same key from the same user for the same project within 24 h answers the first build instead of queuing another (keys are per user: another user's same key is another key)
                  * @example 5f0c7a1e-8d4b-4c59-9b1e-0a4f3c2d1e77
                  */
                 "idempotency-key"?: string;
@@ -2972,7 +2972,7 @@ export interface operations {
             query?: never;
             header?: {
                 /**
-                 * @description Any unique text (a UUID, say), up to 255 visible ASCII characters: the same key for the same project within 24 h answers the first build instead of queuing another
+                 * @description Any unique text (a UUID, say), up to 255 visible ASCII characters: the same key from the same user for the same project within 24 h answers the first build instead of queuing another (keys are per user: another user's same key is another key)
                  * @example 5f0c7a1e-8d4b-4c59-9b1e-0a4f3c2d1e77
                  */
                 "idempotency-key"?: string;

@@ -1,5 +1,6 @@
 import jwt from '@fastify/jwt';
 import fp from 'fastify-plugin';
+import { resolveJwtSecret } from '../../src/auth/jwt-secret.js';
 import type { Role } from '../../src/repositories/users.js';
 
 export interface AccessTokenClaims {
@@ -23,12 +24,25 @@ declare module '@fastify/jwt' {
   }
 }
 
-/** HS256 only, on signing and on verifying (no `alg: none`, no algorithm confusion); `iss` and `aud` checked. */
+/**
+ * HS256 only, on signing and on verifying (no `alg: none`, no algorithm confusion); `iss` and `aud` checked. The key is
+ * JWT_SECRET, or one generated for the database or the process when it is unset (src/auth/jwt-secret.ts).
+ */
 export default fp(
   async (fastify) => {
-    const { JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL } = fastify.config;
+    const { JWT_SECRET, JWT_ISSUER, JWT_AUDIENCE, ACCESS_TOKEN_TTL, database } = fastify.config;
+    const { secret, source } = resolveJwtSecret(JWT_SECRET, database);
+    if (source.kind === 'file') {
+      fastify.log.info({ file: source.path, created: source.created }, 'JWT_SECRET not set: signing with the secret generated for this database');
+      if (source.tooOpen) fastify.log.warn({ file: source.path }, 'the generated JWT secret file is readable by other users: chmod 600 it');
+    } else if (source.kind === 'process') {
+      fastify.log.warn(
+        '!!! JWT_SECRET is not set and this database has no data directory: signing with a random secret made for this ' +
+          'process only. Every token dies when it stops, and other processes refuse them. Set JWT_SECRET (32+ random bytes).',
+      );
+    }
     await fastify.register(jwt, {
-      secret: JWT_SECRET,
+      secret,
       sign: { algorithm: 'HS256', iss: JWT_ISSUER, aud: JWT_AUDIENCE, expiresIn: `${ACCESS_TOKEN_TTL}s` },
       // No `cache` here: plugins/app/authenticate.ts keeps verified tokens itself (src/auth/verified-tokens.ts), keyed
       // by the token rather than by a SHA-256 of it.

@@ -32,11 +32,15 @@ const IdempotencyHeaders = Type.Object({
       minLength: 1,
       maxLength: 255,
       pattern: '^[\\x21-\\x7e]+$',
-      description: 'Any unique text (a UUID, say), up to 255 visible ASCII characters: the same key for the same project within 24 h answers the first build instead of queuing another',
+      description:
+        'Any unique text (a UUID, say), up to 255 visible ASCII characters: the same key from the same user for the same project within 24 h answers the first build instead of queuing another (keys are per user: another user\'s same key is another key)',
       examples: ['5f0c7a1e-8d4b-4c59-9b1e-0a4f3c2d1e77'],
     }),
   ),
 });
+
+/** A trigger's Idempotency-Key is its sender's: the same text from two users names two builds. */
+const idempotencyOf = (key: string | undefined, userId: number) => (key === undefined ? undefined : { key, userId });
 
 const TriggerHeaders = {
   ...BuildLocationHeader,
@@ -90,7 +94,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       'worker then runs it (checkout, install, test, package), and `GET /builds/{id}` or `GET /builds/{id}/logs` ' +
       'follow it to `success` or `fail`. No body is needed: the branch defaults to the project\'s default branch and ' +
       'the commit to a generated hash. With an `Idempotency-Key` header, repeating the request within 24 h answers ' +
-      'the build the first one created (header `Idempotent-Replayed: true`) instead of queuing another. A project ' +
+      'the build the first one created (header `Idempotent-Replayed: true`) instead of queuing another; keys are per ' +
+      'user, so another user sending the same key gets a build of their own. A project ' +
       'may hold BUILD_QUEUE_LIMIT queued builds: beyond that the answer is 429.',
     security,
     params: ProjectIdParams,
@@ -119,7 +124,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           triggered_by: request.caller.username,
         },
         {
-          idempotencyKey: request.headers['idempotency-key'],
+          idempotency: idempotencyOf(request.headers['idempotency-key'], request.caller.id),
           requested: request.body ?? undefined,
           setHeader: (name, value) => void reply.header(name, value),
         },

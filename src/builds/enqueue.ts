@@ -12,18 +12,18 @@ const QUEUE_FULL_RETRY_AFTER_S = 10;
 
 /**
  * Queues a build (trigger or retry) and wakes the workers of every process. Refusals become problem responses:
- * a missing project is 404, a full queue 429 (with Retry-After), an Idempotency-Key reused for a different branch
- * or commit 409. `setHeader` lets the 429 carry its Retry-After through the error handler.
+ * a missing project is 404, a full queue 429 (with Retry-After), an Idempotency-Key reused (by the same user: keys
+ * are per user) for a different branch or commit 409. `setHeader` lets the 429 carry its Retry-After through the error handler.
  */
 export async function enqueueBuild(
   fastify: FastifyInstance,
   build: NewBuild,
-  options: { idempotencyKey?: string; requested?: { branch?: string; commit_sha?: string }; setHeader: (name: string, value: string) => void },
+  options: { idempotency?: { key: string; userId: number }; requested?: { branch?: string; commit_sha?: string }; setHeader: (name: string, value: string) => void },
 ): Promise<Enqueued> {
   const { config, buildsRepository, httpErrors } = fastify;
   const result = await buildsRepository.create(build, {
     queueLimit: config.BUILD_QUEUE_LIMIT,
-    idempotencyKey: options.idempotencyKey,
+    idempotency: options.idempotency,
     idempotencyTtlS: config.IDEMPOTENCY_TTL_S,
   });
   switch (result.outcome) {
@@ -39,7 +39,7 @@ export async function enqueueBuild(
       const { branch, commit_sha } = options.requested ?? {};
       if ((branch !== undefined && branch !== result.build.branch) || (commit_sha !== undefined && commit_sha !== result.build.commit_sha)) {
         throw httpErrors.conflict(
-          `Idempotency-Key "${options.idempotencyKey}" was first used for build ${result.build.id} ` +
+          `Idempotency-Key "${options.idempotency?.key}" was first used for build ${result.build.id} ` +
             `(${result.build.branch} @ ${result.build.commit_sha}); use a new key for a different build`,
         );
       }

@@ -15,7 +15,11 @@ export interface NewBuild {
 export interface CreateOptions {
   /** Queued builds the project may hold; the insert is refused at this many. */
   queueLimit: number;
-  idempotencyKey?: string;
+  /**
+   * An Idempotency-Key and the user who sent it: a key is remembered per (project, user), so that another user's
+   * same key neither answers this build nor stops theirs.
+   */
+  idempotency?: { key: string; userId: number };
   /** How long an idempotency key is remembered. */
   idempotencyTtlS: number;
 }
@@ -80,11 +84,11 @@ export function createBuildsRepository(database: Database) {
       : sql`((${database.now()} - ${builds.started_at}) / 1000.0 / ${timeScale})`;
   const releaseLease = { lease_owner: null, lease_expires_at: null };
 
-  const findByIdempotencyKey = async (projectId: number, key: string) => {
-    const rows = await db
-      .select()
-      .from(builds)
-      .where(and(eq(builds.project_id, projectId), eq(builds.idempotency_key, key)));
+  /** The caller's key on the project (served by builds_idempotency_caller_uq). */
+  const sameKey = (projectId: number, { key, userId }: { key: string; userId: number }) =>
+    and(eq(builds.project_id, projectId), eq(builds.idempotency_user_id, userId), eq(builds.idempotency_key, key));
+  const findByIdempotencyKey = async (projectId: number, idempotency: { key: string; userId: number }) => {
+    const rows = await db.select().from(builds).where(sameKey(projectId, idempotency));
     return rows[0];
   };
 
@@ -193,24 +197,18 @@ export function createBuildsRepository(database: Database) {
      * the row's project id is a subquery that yields the project only while fewer than `queueLimit` of its builds
      * are queued, so a full queue (or a missing project) makes the insert fail its NOT NULL check. The unique
      * (project_id, number) index settles concurrent triggers: a conflicting insert writes nothing and is retried
-     * with a fresh view, which also re-counts the queue. The partial unique (project_id, idempotency_key) index
-     * makes a replayed key return the build its first request created.
+     * with a fresh view, which also re-counts the queue. The partial unique (project_id, idempotency_user_id,
+     * idempotency_key) index makes a replayed key return the build its sender's first request created.
      */
     async create(build: NewBuild, options: CreateOptions): Promise<CreateResult<typeof builds.$inferSelect>> {
-      const { idempotencyKey: key } = options;
-      if (key) {
+      const { idempotency } = options;
+      if (idempotency) {
         // A key older than its time to live is forgotten, so that it can name a new build.
         await db
           .update(builds)
-          .set({ idempotency_key: null })
-          .where(
-            and(
-              eq(builds.project_id, build.project_id),
-              eq(builds.idempotency_key, key),
-              lt(builds.created_at, database.nowPlus(-options.idempotencyTtlS * 1000)),
-            ),
-          );
-        const first = await findByIdempotencyKey(build.project_id, key);
+          .set({ idempotency_key: null, idempotency_user_id: null })
+          .where(and(sameKey(build.project_id, idempotency), lt(builds.created_at, database.nowPlus(-options.idempotencyTtlS * 1000))));
+        const first = await findByIdempotencyKey(build.project_id, idempotency);
         if (first) return { outcome: 'replayed', build: first };
       }
       const projectWithRoom = sql<number>`(select ${qualified(projects.id)} from ${projects} where ${qualified(projects.id)} = ${build.project_id} and (select count(*) from ${builds} where ${qualified(builds.project_id)} = ${build.project_id} and ${qualified(builds.status)} = 'queued') < ${options.queueLimit})`;
@@ -224,13 +222,14 @@ export function createBuildsRepository(database: Database) {
               project_id: projectWithRoom,
               number: nextNumber,
               status: 'queued',
-              idempotency_key: key ?? null,
+              idempotency_key: idempotency?.key ?? null,
+              idempotency_user_id: idempotency?.userId ?? null,
             })
             .onConflictDoNothing()
             .returning();
           if (rows[0]) return { outcome: 'created', build: rows[0] };
-          if (key) {
-            const first = await findByIdempotencyKey(build.project_id, key);
+          if (idempotency) {
+            const first = await findByIdempotencyKey(build.project_id, idempotency);
             if (first) return { outcome: 'replayed', build: first };
           }
         } catch (error) {

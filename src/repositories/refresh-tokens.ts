@@ -1,4 +1,4 @@
-import { and, eq, gt, isNotNull, isNull, notExists, sql, type Placeholder } from 'drizzle-orm';
+import { and, eq, exists, gt, inArray, isNotNull, isNull, lt, notExists, or, sql, type Placeholder } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { isForeignKeyViolation } from '../db/errors.js';
 import type { Role } from './users.js';
@@ -24,7 +24,7 @@ export interface AuthChangeOptions {
  * carries `revoked_at`: that one rule covers logout, reuse detection and a token added to a family while it
  * was being revoked. Every method is a single statement, so it is atomic on both databases.
  */
-export function createRefreshTokensRepository({ db, tables }: Database, { onAuthChange = () => {} }: AuthChangeOptions = {}) {
+export function createRefreshTokensRepository({ db, tables, now, dialect }: Database, { onAuthChange = () => {} }: AuthChangeOptions = {}) {
   const { refresh_tokens: tokens, users } = tables;
 
   /** `refresh_tokens` rows of the family, one of them revoked (served by refresh_tokens_family_idx). */
@@ -34,12 +34,26 @@ export function createRefreshTokensRepository({ db, tables }: Database, { onAuth
       .from(tokens)
       .where(and(eq(tokens.family_id, familyId), isNotNull(tokens.revoked_at)));
 
+  /**
+   * An unexpired row of the family that belongs to the user being read: the session exists, is this user's, and can
+   * still be refreshed. Without it an access token signed with an invented `fid` (or another user's) would be "live"
+   * for as long as nobody revoked a family that never existed, and logout could not end it. A family whose rows have
+   * all expired is over: its access tokens stop with it (they would anyway once the purge deleted the rows).
+   */
+  const liveRowOf = (familyId: Placeholder) =>
+    db
+      .select({ one: sql`1` })
+      .from(tokens)
+      .where(and(eq(tokens.family_id, familyId), eq(tokens.user_id, users.id), isNull(tokens.revoked_at), gt(tokens.expires_at, now())));
+
   // Runs on every authenticated request: built and prepared once (Drizzle's query building cost more than the query
-  // itself on SQLite; on PostgreSQL it is also a named prepared statement on each connection).
+  // itself on SQLite; on PostgreSQL it is also a named prepared statement on each connection). Both subqueries are
+  // probes of refresh_tokens_family_idx.
+  const familyId = sql.placeholder('familyId');
   const activeCaller = db
     .select({ id: users.id, username: users.username, role: users.role })
     .from(users)
-    .where(and(eq(users.id, sql.placeholder('userId')), notExists(revokedRowOf(sql.placeholder('familyId')))))
+    .where(and(eq(users.id, sql.placeholder('userId')), exists(liveRowOf(familyId)), notExists(revokedRowOf(familyId))))
     .prepare('usine_find_active_caller');
 
   return {
@@ -124,8 +138,38 @@ export function createRefreshTokensRepository({ db, tables }: Database, { onAuth
     },
 
     /**
-     * The user behind an access token, unless the user is gone or the token's family was revoked:
-     * one query, by primary key and by the family index.
+     * Deletes at most `limit` rows that no longer serve any purpose, in one statement: rows expired at `now`. An
+     * expired token can be neither used nor count as reuse, and a session without an unexpired row is over (see
+     * findActiveCaller), so used rows are kept for reuse detection until they expire, like every row of a revoked
+     * family. One expired row is kept past that: a revoked one while its family still holds an unrevoked, unexpired
+     * row (a token added by a refresh racing the revocation), since only the revoked row says that the family is
+     * revoked. On PostgreSQL, rows another replica's purge is deleting are skipped rather than waited for.
+     * Returns how many rows were deleted: fewer than `limit` means nothing is left to purge.
+     */
+    async purgeExpired(now: Date, limit: number): Promise<number> {
+      const purgeable = db
+        .select({ id: tokens.id })
+        .from(tokens)
+        .where(
+          and(
+            lt(tokens.expires_at, now),
+            or(
+              isNull(tokens.revoked_at),
+              // Written by hand: the outer row must be named by its table, the inner one by an alias.
+              sql`not exists (select 1 from "refresh_tokens" as "live" where "live"."family_id" = "refresh_tokens"."family_id" and "live"."revoked_at" is null and "live"."expires_at" >= ${sql.param(now, tokens.expires_at)})`,
+            ),
+          ),
+        )
+        .limit(limit);
+      const candidates = dialect === 'pg' ? purgeable.for('update', { skipLocked: true }) : purgeable;
+      const rows = await db.delete(tokens).where(inArray(tokens.id, candidates)).returning({ id: tokens.id });
+      return rows.length;
+    },
+
+    /**
+     * The user behind an access token, if the token's family is a live session of that user: the user exists, the
+     * family has an unexpired row of theirs, and none of its rows is revoked. One query, by primary key and by the
+     * family index.
      */
     async findActiveCaller(userId: number, familyId: string) {
       const rows = await activeCaller.execute({ userId, familyId });

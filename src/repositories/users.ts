@@ -1,4 +1,5 @@
 import { and, asc, count, eq, ne, or, sql, type SQL } from 'drizzle-orm';
+import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import type { Database } from '../db/client.js';
 import type { AuthChangeOptions } from './refresh-tokens.js';
 
@@ -96,9 +97,24 @@ export function createUsersRepository({ db, tables, dialect }: Database, { onAut
       return rows[0];
     },
 
-    /** Creates the user unless the username exists; safe when several replicas start together. */
-    async createIfAbsent(user: NewUser) {
-      await db.insert(users).values(user).onConflictDoNothing({ target: users.username });
+    /** Whether any user exists (one index probe, not a count). */
+    async hasAny(): Promise<boolean> {
+      const rows = await db.select({ id: users.id }).from(users).limit(1);
+      return rows.length > 0;
+    },
+
+    /**
+     * Creates the user only while the users table is empty, in one statement (`insert … select … where not exists`):
+     * the bootstrap admin is seeded into a new database and never again, even after it was deleted. Several replicas
+     * starting together insert at most one row (SQLite's write lock, or the unique username index on PostgreSQL, where
+     * `on conflict do nothing` names no target so that any unique index on usernames settles it). True if it inserted.
+     */
+    async createIntoEmpty(user: NewUser): Promise<boolean> {
+      const statement = sql`insert into ${users} ("username", "password_hash", "role") select ${user.username}, ${user.password_hash}, ${user.role} where not exists (select 1 from ${users}) on conflict do nothing returning "id"`;
+      // The one raw statement here: Drizzle's insert … select wants every column of the table, and they differ by dialect.
+      const rows: unknown[] =
+        dialect === 'pg' ? [...(await db.execute(statement))] : (db as unknown as BetterSQLite3Database).all(statement);
+      return rows.length > 0;
     },
 
     /** Changes the password hash and/or role in one statement; demoting the last admin is refused. */

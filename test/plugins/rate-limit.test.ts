@@ -123,28 +123,33 @@ describe(`rate limit: login throttle (${testDb})`, () => {
     RATE_LIMIT_LOGIN_IP_MAX: '5',
     RATE_LIMIT_LOGIN_USER_MAX: '3',
     RATE_LIMIT_LOGIN_WINDOW_S: '300',
+    RATE_LIMIT_LOGIN_DELAY_MAX_MS: '20',
   });
 
-  it('stops a distributed brute force on one username, whatever its case', async () => {
-    for (let i = 0; i < 3; i++) {
-      const response = await ctx.app.inject(wrongLogin('ghost', nextIp()));
-      expect(response.statusCode).toBe(401);
-    }
-    const limited = await ctx.app.inject(wrongLogin('ghost', nextIp()));
+  it('refuses one address guessing one username, whatever its case, but only that address', async () => {
+    const ip = nextIp();
+    for (let i = 0; i < 3; i++) expect((await ctx.app.inject(wrongLogin('ghost', ip))).statusCode).toBe(401);
+    const limited = await ctx.app.inject(wrongLogin('ghost', ip));
     expectRateLimited(limited, 3);
-    expect(problemOf(limited).detail).toMatch(/username/);
+    expect(problemOf(limited).detail).toMatch(/username from this address/);
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(200);
     expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(300);
-    expectRateLimited(await ctx.app.inject(wrongLogin('GHOST', nextIp())), 3);
+    expectRateLimited(await ctx.app.inject(wrongLogin('GHOST', ip)), 3);
+    // Another address may still try that username.
+    expect((await ctx.app.inject(wrongLogin('ghost', nextIp()))).statusCode).toBe(401);
   });
 
-  it('refuses even the right password while the username is throttled', async () => {
-    // The test helper's login in beforeAll was the first attempt on `admin`.
-    for (let i = 0; i < 2; i++) expect((await ctx.app.inject(wrongLogin('admin', nextIp()))).statusCode).toBe(401);
+  it("an attacker's failures do not stop the real user logging in from another address", async () => {
+    const attacker = nextIp();
+    for (let i = 0; i < 3; i++) expect((await ctx.app.inject(wrongLogin('admin', attacker))).statusCode).toBe(401);
+    expectRateLimited(await ctx.app.inject(wrongLogin('admin', attacker)), 3);
+    // More attackers, each under its own limit: the username is slowed down, never locked.
+    for (let i = 0; i < 6; i++) expect((await ctx.app.inject(wrongLogin('admin', nextIp()))).statusCode).toBe(401);
     const right = await ctx.app.inject(
-      from(nextIp(), { method: 'POST', url: '/login', payload: { username: 'Admin', password: ctx.config.ADMIN_PASSWORD } }),
+      from(nextIp(), { method: 'POST', url: '/login', payload: { username: 'admin', password: ctx.config.ADMIN_PASSWORD } }),
     );
-    expectRateLimited(right, 3);
+    expect(right.statusCode, right.body).toBe(200);
+    expect(right.json()).toHaveProperty('access_token');
   });
 
   it('stops one address trying many usernames', async () => {
@@ -177,6 +182,42 @@ describe(`rate limit: login throttle (${testDb})`, () => {
     const projects = await ctx.app.inject(from(ip, { url: '/projects', headers: bearer(ctx.adminToken) }));
     expect(projects.statusCode).toBe(200);
     expect(projects.headers['ratelimit-limit']).toBe('1000');
+  });
+});
+
+describe(`rate limit: a username tried from many addresses is slowed, not locked (${testDb})`, () => {
+  let app: FastifyInstance;
+  let scratch: ScratchDatabase;
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    scratch = await createScratchDatabase();
+    const config = testConfig(scratch.url, {
+      LOG_LEVEL: 'warn',
+      RATE_LIMIT_LOGIN_IP_MAX: '100',
+      RATE_LIMIT_LOGIN_USER_MAX: '3',
+      RATE_LIMIT_LOGIN_DELAY_MAX_MS: '64',
+    });
+    app = await createServer(config, { logStream: { write: (line: string) => void lines.push(line) } });
+    await app.ready();
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await scratch?.drop();
+  });
+
+  it('delays each attempt beyond RATE_LIMIT_LOGIN_USER_MAX longer than the one before, up to the maximum, and refuses none', async () => {
+    for (let i = 0; i < 11; i++) expect((await app.inject(wrongLogin('target', nextIp()))).statusCode).toBe(401);
+    const delays = lines
+      .map((line) => JSON.parse(line) as { msg: string; delay_ms?: number; attempts?: number })
+      .filter((line) => line.msg.startsWith('login slowed'));
+    // Attempts 4 to 11 waited: 1/32 of the maximum (64 ms here), doubling, then the maximum.
+    expect(delays.map((line) => line.attempts)).toEqual([4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(delays.map((line) => line.delay_ms)).toEqual([2, 4, 8, 16, 32, 64, 64, 64]);
+    // The right password, from yet another address, still logs in.
+    const right = await app.inject(from(nextIp(), { method: 'POST', url: '/login', payload: { username: 'admin', password: 'admin123' } }));
+    expect(right.statusCode).toBe(200);
   });
 });
 
@@ -249,6 +290,7 @@ describe.runIf(redisUp)(`rate limit: shared by replicas through Redis (${testDb}
       RATE_LIMIT_MAX: '6',
       RATE_LIMIT_LOGIN_IP_MAX: '100',
       RATE_LIMIT_LOGIN_USER_MAX: '2',
+      RATE_LIMIT_LOGIN_DELAY_MAX_MS: '10',
     };
     // Two app instances, as two replicas behind a load balancer: same Redis, same namespace.
     replicas = [];
@@ -281,11 +323,13 @@ describe.runIf(redisUp)(`rate limit: shared by replicas through Redis (${testDb}
     expect((await redis.keys(`${namespace}*`)).length).toBeGreaterThan(0);
   });
 
-  it('shares the per-username login budget too', async () => {
+  it('shares the per-(address, username) login budget too', async () => {
     expect((await replicas[0]!.inject(wrongLogin('admin', '198.18.0.2'))).statusCode).toBe(401);
+    expect((await replicas[1]!.inject(wrongLogin('admin', '198.18.0.2'))).statusCode).toBe(401);
+    expectRateLimited(await replicas[0]!.inject(wrongLogin('admin', '198.18.0.2')), 2);
+    expectRateLimited(await replicas[1]!.inject(wrongLogin('Admin', '198.18.0.2')), 2);
+    // Another address is not refused: the username is slowed down across replicas, never locked.
     expect((await replicas[1]!.inject(wrongLogin('admin', '198.18.0.3'))).statusCode).toBe(401);
-    expectRateLimited(await replicas[0]!.inject(wrongLogin('admin', '198.18.0.4')), 2);
-    expectRateLimited(await replicas[1]!.inject(wrongLogin('Admin', '198.18.0.5')), 2);
     // What people typed as usernames is not kept in Redis.
     expect((await redis.keys(`${namespace}*`)).some((key) => key.toLowerCase().includes('admin'))).toBe(false);
   });

@@ -1,6 +1,6 @@
 import type { LightMyRequestResponse } from 'fastify';
 import { describe, expect, it } from 'vitest';
-import { injectAs, problemOf, testDb, uniqueName, useTestApp, waitForBuild, type TestContext, type BuildJson } from '../helper.js';
+import { injectAs, login, problemOf, testDb, uniqueName, useTestApp, waitForBuild, type TestContext, type BuildJson } from '../helper.js';
 
 
 interface ProjectJson {
@@ -485,5 +485,62 @@ describe(`builds: no workers, builds stay queued (BUILD_CONCURRENCY=0) (${testDb
     expect(cancel.json<BuildJson>().status).toBe('canceled');
     expect((await getProject(ctx, project.id)).last_build_status).toBe('canceled');
     expect((await listBuilds(ctx, project.id, { status: 'queued' })).json<PageJson<BuildJson>>().items.map((b) => b.id)).toEqual([first.id]);
+  });
+});
+
+describe(`builds: Idempotency-Key is per user (${testDb})`, () => {
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
+
+  async function maintainerToken(): Promise<string> {
+    const username = uniqueName('maint');
+    const password = `pw-${uniqueName()}`;
+    const created = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: '/users', payload: { username, password, role: 'maintainer' } });
+    expect(created.statusCode, created.body).toBe(201);
+    return login(ctx.app, username, password);
+  }
+
+  const triggerWithKey = (token: string, projectId: number, key: string, payload?: object) =>
+    injectAs(ctx.app, token, {
+      method: 'POST',
+      url: `/projects/${projectId}/builds`,
+      headers: { 'idempotency-key': key },
+      ...(payload === undefined ? {} : { payload }),
+    });
+
+  it("two users sending the same key on the same project get a build each; each user's repeat answers their own", async () => {
+    const project = await createProject(ctx);
+    const [alice, bob] = [await maintainerToken(), await maintainerToken()];
+    const key = `release-${uniqueName()}`;
+
+    const aliceFirst = await triggerWithKey(alice, project.id, key);
+    expect(aliceFirst.statusCode, aliceFirst.body).toBe(201);
+    expect(aliceFirst.headers['idempotent-replayed']).toBeUndefined();
+    // Bob's same key, even for another branch: his own build, neither Alice's nor a 409.
+    const bobFirst = await triggerWithKey(bob, project.id, key, { branch: 'hotfix' });
+    expect(bobFirst.statusCode, bobFirst.body).toBe(201);
+    expect(bobFirst.headers['idempotent-replayed']).toBeUndefined();
+    expect(bobFirst.json<BuildJson>().id).not.toBe(aliceFirst.json<BuildJson>().id);
+    expect(bobFirst.json<BuildJson>()).toMatchObject({ branch: 'hotfix', status: 'queued' });
+
+    const aliceAgain = await triggerWithKey(alice, project.id, key);
+    expect(aliceAgain.statusCode).toBe(201);
+    expect(aliceAgain.headers['idempotent-replayed']).toBe('true');
+    expect(aliceAgain.json<BuildJson>().id).toBe(aliceFirst.json<BuildJson>().id);
+    const bobAgain = await triggerWithKey(bob, project.id, key);
+    expect(bobAgain.headers['idempotent-replayed']).toBe('true');
+    expect(bobAgain.json<BuildJson>().id).toBe(bobFirst.json<BuildJson>().id);
+
+    const list = await injectAs(ctx.app, ctx.adminToken, { url: `/projects/${project.id}/builds` });
+    expect(list.json<PageJson<BuildJson>>().total).toBe(2);
+  });
+
+  it('concurrent triggers of two users with one key make exactly two builds', async () => {
+    const project = await createProject(ctx);
+    const [alice, bob] = [await maintainerToken(), await maintainerToken()];
+    const key = `burst-${uniqueName()}`;
+    const responses = await Promise.all(Array.from({ length: 10 }, (_, i) => triggerWithKey(i % 2 === 0 ? alice : bob, project.id, key)));
+    expect(responses.map((response) => response.statusCode)).toEqual(Array(10).fill(201));
+    expect(new Set(responses.map((response) => response.json<BuildJson>().id)).size).toBe(2);
+    expect(responses.filter((response) => response.headers['idempotent-replayed'] === 'true')).toHaveLength(8);
   });
 });

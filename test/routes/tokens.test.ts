@@ -389,8 +389,23 @@ describe(`refresh token expiry (REFRESH_TOKEN_TTL=60, ${testDb})`, () => {
     const body = expectUnauthorized(await t.refresh(pair.refresh_token), '/token/refresh');
     expect(body.detail).not.toMatch(/already used/i);
     expect((await t.rowOf(pair.refresh_token))?.used_at).toBeNull();
-    // Expiry is not theft: the access token lives until its own expiry.
+    // Expiry is not theft: nothing is revoked. But a session that can no longer be refreshed is over, and its access
+    // tokens end with it (src/repositories/refresh-tokens.ts, findActiveCaller).
+    for (const row of await t.familyRows(String(claimsOf(pair.access_token).fid))) expect(row.revoked_at).toBeNull();
+    expectUnauthorized(await t.projects(pair.access_token), '/projects');
+  });
+
+  it('an access token lives on while its session has a refresh token left that has not expired', async () => {
+    const pair = await t.login();
+    const next = expectTokenPair(await t.refresh(pair.refresh_token), ctx);
+    const { refresh_tokens } = ctx.app.database.tables;
+    await ctx.app.database.db
+      .update(refresh_tokens)
+      .set({ expires_at: new Date(Date.now() - 1000) })
+      .where(eq(refresh_tokens.token_hash, sha256(pair.refresh_token)));
+    await ctx.app.callerCache.sync();
     expect((await t.projects(pair.access_token)).statusCode).toBe(200);
+    expect((await t.projects(next.access_token)).statusCode).toBe(200);
   });
 
   it('a token that expires after it was used still counts as reuse', async () => {

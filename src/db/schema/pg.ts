@@ -45,6 +45,10 @@ export const builds = pgTable(
     lease_expires_at: timestamp('lease_expires_at', { withTimezone: true, mode: 'date' }),
     attempts: integer('attempts').notNull().default(0),
     idempotency_key: text('idempotency_key'),
+    // Who sent the Idempotency-Key: a key is the caller's own (as payment APIs scope them), so another user's same key
+    // neither answers this build nor stops theirs. No foreign key: user ids are never reused (identity/AUTOINCREMENT), so
+    // a deleted user's keys can match no one, and deleting a user touches no build.
+    idempotency_user_id: integer('idempotency_user_id'),
   },
   (table) => [
     // Serves "newest first" pages, per-project numbering and the latest-status lookup.
@@ -54,8 +58,8 @@ export const builds = pgTable(
     index('builds_project_branch_number_idx').on(table.project_id, table.branch, table.number),
     index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
     index('builds_running_lease_idx').on(table.lease_expires_at).where(sql`${table.status} = 'running'`),
-    uniqueIndex('builds_idempotency_uq')
-      .on(table.project_id, table.idempotency_key)
+    uniqueIndex('builds_idempotency_caller_uq')
+      .on(table.project_id, table.idempotency_user_id, table.idempotency_key)
       .where(sql`${table.idempotency_key} is not null`),
   ],
 );
@@ -98,5 +102,9 @@ export const refresh_tokens = pgTable(
     used_at: timestamp('used_at', { withTimezone: true, mode: 'date' }),
     revoked_at: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
   },
-  (table) => [index('refresh_tokens_family_idx').on(table.family_id)],
+  (table) => [
+    index('refresh_tokens_family_idx').on(table.family_id),
+    // The background purge's scan of expired rows (plugins/app/refresh-token-purge.ts).
+    index('refresh_tokens_expires_idx').on(table.expires_at),
+  ],
 );
