@@ -64,9 +64,12 @@ export function createUsersRepository({ db, tables, dialect }: Database, { onAut
   }
 
   return {
-    /** The full row, password hash included: for authentication only, never for a response. */
+    /**
+     * The full row, password hash included: for authentication only, never for a response. Whatever the case of
+     * `username` (`ALICE` finds `Alice`), as GitHub logins do: the unique index on lower(username) makes it one row.
+     */
     async findByUsername(username: string) {
-      const rows = await db.select().from(users).where(eq(users.username, username));
+      const rows = await db.select().from(users).where(sql`lower(${users.username}) = lower(${username})`);
       return rows[0];
     },
 
@@ -90,15 +93,18 @@ export function createUsersRepository({ db, tables, dialect }: Database, { onAut
       return { items, total: totals[0]?.total ?? 0 };
     },
 
-    /** Inserts the user, or returns undefined when the username is taken (the unique index decides). */
+    /**
+     * Inserts the user, or returns undefined when the username is taken in any case (the unique index on
+     * lower(username) decides: no target, so that a conflict on either unique index is a conflict).
+     */
     async create(user: NewUser) {
-      const rows = await db.insert(users).values(user).onConflictDoNothing({ target: users.username }).returning(publicFields);
+      const rows = await db.insert(users).values(user).onConflictDoNothing().returning(publicFields);
       return rows[0];
     },
 
     /** Creates the user unless the username exists; safe when several replicas start together. */
     async createIfAbsent(user: NewUser) {
-      await db.insert(users).values(user).onConflictDoNothing({ target: users.username });
+      await db.insert(users).values(user).onConflictDoNothing();
     },
 
     /** Changes the password hash and/or role in one statement; demoting the last admin is refused. */
