@@ -16,6 +16,8 @@ function cappedPattern(pattern: string, flags: string) {
   // Ajv caches compiled patterns under their toString(): it must differ from one pattern to the next.
   return { test: (text: string) => text.length <= PATTERN_INPUT_CAP && regex.test(text), toString: () => `capped ${String(regex)}` };
 }
+// Only read by Ajv's standalone code generation, which this service does not use.
+cappedPattern.code = 'cappedPattern';
 
 const shared: Options = {
   useDefaults: true,
