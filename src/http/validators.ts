@@ -99,9 +99,9 @@ export function createValidatorCompiler(): FastifySchemaCompiler<unknown> {
     const validateText = (data: unknown) => {
       const refused = nonCanonicalIntegers(schema, data);
       const valid = validate(data);
-      // Ajv's own "must be integer" for a value refused here already would say the same thing twice.
+      // What Ajv says of a value refused here (not an integer, or out of bounds once coerced) would only confuse.
       const refusedPaths = new Set(refused.map((error) => error.instancePath));
-      const errors = [...refused, ...(validate.errors ?? []).filter((error) => !(error.keyword === 'type' && refusedPaths.has(error.instancePath)))];
+      const errors = [...refused, ...(validate.errors ?? []).filter((error) => !refusedPaths.has(error.instancePath))];
       validateText.errors = errors.length > 0 ? errors : null;
       return valid && refused.length === 0;
     };
