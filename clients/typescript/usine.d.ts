@@ -632,7 +632,7 @@ export interface components {
              */
             id: number;
             /**
-             * @description Unique project name, 1–100 printable characters without leading or trailing blanks
+             * @description Unique project name, 1–100 printable characters without leading or trailing blanks. Stored NFC-normalised; control, zero-width (U+200B–U+200D, U+2060, U+FEFF) and bidirectional-control (U+202A–U+202E, U+2066–U+2069) characters and lone surrogates are refused.
              * @example DemoProj
              */
             name: string;
@@ -780,7 +780,7 @@ export interface components {
              */
             id: number;
             /**
-             * @description Unique login name: 1–64 letters, digits, `.`, `_` or `-`
+             * @description Unique login name, whatever the case (`Alice` and `alice` are one user, who logs in with either): 1–64 ASCII letters, digits, `.`, `_` or `-`. The case given at creation is the one shown.
              * @example alice
              */
             username: string;
@@ -2155,7 +2155,7 @@ export interface operations {
                  */
                 "application/json": {
                     /**
-                     * @description Unique project name, 1–100 printable characters without leading or trailing blanks
+                     * @description Unique project name, 1–100 printable characters without leading or trailing blanks. Stored NFC-normalised; control, zero-width (U+200B–U+200D, U+2060, U+FEFF) and bidirectional-control (U+202A–U+202E, U+2066–U+2069) characters and lone surrogates are refused.
                      * @example DemoProj
                      */
                     name: string;
@@ -3412,7 +3412,7 @@ export interface operations {
                  */
                 "application/json": {
                     /**
-                     * @description Unique login name: 1–64 letters, digits, `.`, `_` or `-`
+                     * @description Unique login name, whatever the case (`Alice` and `alice` are one user, who logs in with either): 1–64 ASCII letters, digits, `.`, `_` or `-`. The case given at creation is the one shown.
                      * @example alice
                      */
                     username: string;

@@ -166,7 +166,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         before,
       });
       const next_cursor = nextBefore === null ? null : encodeCursor(nextBefore);
-      reply.header('link', paginationLinks(request.url, { page, perPage, total, nextCursor: next_cursor }));
+      reply.header('link', paginationLinks(request, { page, perPage, total, nextCursor: next_cursor }));
       return { items, page, per_page: perPage, total, next_cursor };
     },
   );

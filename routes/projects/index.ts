@@ -66,7 +66,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request, reply) => {
       const { page, perPage } = pageParams(request.query);
       const { items, total } = await fastify.projectsRepository.list({ page, perPage, nameContains: request.query.q });
-      reply.header('link', paginationLinks(request.url, { page, perPage, total }));
+      reply.header('link', paginationLinks(request, { page, perPage, total }));
       return { items, page, per_page: perPage, total };
     },
   );

@@ -65,9 +65,12 @@ export function createUsersRepository({ db, tables, dialect }: Database, { onAut
   }
 
   return {
-    /** The full row, password hash included: for authentication only, never for a response. */
+    /**
+     * The full row, password hash included: for authentication only, never for a response. Whatever the case of
+     * `username` (`ALICE` finds `Alice`), as GitHub logins do: the unique index on lower(username) makes it one row.
+     */
     async findByUsername(username: string) {
-      const rows = await db.select().from(users).where(eq(users.username, username));
+      const rows = await db.select().from(users).where(sql`lower(${users.username}) = lower(${username})`);
       return rows[0];
     },
 
@@ -91,9 +94,12 @@ export function createUsersRepository({ db, tables, dialect }: Database, { onAut
       return { items, total: totals[0]?.total ?? 0 };
     },
 
-    /** Inserts the user, or returns undefined when the username is taken (the unique index decides). */
+    /**
+     * Inserts the user, or returns undefined when the username is taken in any case (the unique index on
+     * lower(username) decides: no target, so that a conflict on either unique index is a conflict).
+     */
     async create(user: NewUser) {
-      const rows = await db.insert(users).values(user).onConflictDoNothing({ target: users.username }).returning(publicFields);
+      const rows = await db.insert(users).values(user).onConflictDoNothing().returning(publicFields);
       return rows[0];
     },
 

@@ -10,6 +10,8 @@ export const BuildStatus = Type.Union(
 );
 
 export const CommitSha = Type.String({
+  minLength: 7,
+  maxLength: 64,
   pattern: '^[0-9a-f]{7,64}$',
   description: 'Commit hash, lowercase hex (7–64 characters)',
   examples: ['3f786850e387550fdab836ed7e6dc881de23001b'],

@@ -1,13 +1,15 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Timestamp } from './common.js';
+import { CANONICAL_NAME_RULES, canonicalName } from './names.js';
 import { BuildStatus } from './build.js';
 
-/** Printable, no control characters, no leading or trailing blanks. */
+/** Printable, no control characters, no leading or trailing blanks; one spelling per name (see names.ts). */
 export const ProjectName = Type.String({
+  ...canonicalName,
   minLength: 1,
   maxLength: 100,
   pattern: '^[^\\s\\u0000-\\u001f\\u007f](?:[^\\u0000-\\u001f\\u007f]*[^\\s\\u0000-\\u001f\\u007f])?$',
-  description: 'Unique project name, 1–100 printable characters without leading or trailing blanks',
+  description: `Unique project name, 1–100 printable characters without leading or trailing blanks. ${CANONICAL_NAME_RULES}`,
   examples: ['DemoProj'],
 });
 
@@ -23,10 +25,11 @@ export const RepoUrl = Type.String({
 
 /** A git branch name as `git check-ref-format --branch` would accept it (ASCII subset). */
 export const BranchName = Type.String({
+  ...canonicalName,
   minLength: 1,
   maxLength: 255,
   pattern: '^(?!/)(?!.*//)(?!.*\\.\\.)(?!.*@\\{)(?!.*\\.lock$)(?!.*/$)(?!.*\\.$)(?!-)[^\\u0000-\\u0020~^:?*\\[\\\\\\u007f]+$',
-  description: 'Git branch name',
+  description: `Git branch name. ${CANONICAL_NAME_RULES}`,
   examples: ['main'],
 });
 

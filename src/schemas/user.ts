@@ -1,15 +1,19 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { ROLES } from '../repositories/users.js';
 import { Timestamp } from './common.js';
+import { canonicalName } from './names.js';
 
 export const MIN_PASSWORD_LENGTH = 8;
 export const MAX_PASSWORD_LENGTH = 1024;
 
 export const Username = Type.String({
+  ...canonicalName,
   minLength: 1,
   maxLength: 64,
   pattern: '^[A-Za-z0-9._-]+$',
-  description: 'Unique login name: 1–64 letters, digits, `.`, `_` or `-`',
+  description:
+    'Unique login name, whatever the case (`Alice` and `alice` are one user, who logs in with either): 1–64 ASCII ' +
+    'letters, digits, `.`, `_` or `-`. The case given at creation is the one shown.',
   examples: ['alice'],
 });
 

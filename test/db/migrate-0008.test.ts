@@ -72,7 +72,7 @@ describe(`migration 0008 on a database that already has builds (${testDb})`, () 
     app = await createServer(testConfig(url, { BUILD_CONCURRENCY: '0' }), { logger: false });
     await app.ready();
     expect(await app.buildsRepository.countByStatus()).toEqual({ queued: 1, running: 0, success: 2, fail: 1, canceled: 1 });
-    expect(await app.buildsRepository.cancel(4, 'canceled by the test\n')).toBeDefined();
+    expect(await app.buildsRepository.cancel(4, 'canceled by the test\n', 0)).toBeDefined();
     expect(await app.buildsRepository.countByStatus()).toEqual({ queued: 0, running: 0, success: 2, fail: 1, canceled: 2 });
   });
 });

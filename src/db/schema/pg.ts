@@ -5,13 +5,18 @@ import { customType, doublePrecision, index, integer, pgTable, text, timestamp, 
 // Keep table and column names identical to ./sqlite.ts: repositories are written once against this file.
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
 
-export const users = pgTable('users', {
-  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
-  username: text('username').notNull().unique(),
-  password_hash: text('password_hash').notNull(),
-  role: text('role', { enum: ['admin', 'maintainer', 'viewer'] }).notNull().default('viewer'),
-  created_at: createdAt(),
-});
+export const users = pgTable(
+  'users',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    username: text('username').notNull().unique(),
+    password_hash: text('password_hash').notNull(),
+    role: text('role', { enum: ['admin', 'maintainer', 'viewer'] }).notNull().default('viewer'),
+    created_at: createdAt(),
+  },
+  // One user per username whatever its case (`Alice` and `alice` cannot both exist): drizzle/*/0006_username_case.sql.
+  (table) => [uniqueIndex('users_username_lower_unique').on(sql`lower(${table.username})`)],
+);
 
 export const projects = pgTable('projects', {
   id: integer('id').primaryKey().generatedAlwaysAsIdentity(),

@@ -6,13 +6,18 @@ import { blob, index, integer, real, sqliteTable, text, uniqueIndex, type AnySQL
 const timestampMs = (name: string) => integer(name, { mode: 'timestamp_ms' });
 const createdAt = () => timestampMs('created_at').notNull().default(sql`(cast(unixepoch('subsec') * 1000 as integer))`);
 
-export const users = sqliteTable('users', {
-  id: integer('id').primaryKey({ autoIncrement: true }),
-  username: text('username').notNull().unique(),
-  password_hash: text('password_hash').notNull(),
-  role: text('role', { enum: ['admin', 'maintainer', 'viewer'] }).notNull().default('viewer'),
-  created_at: createdAt(),
-});
+export const users = sqliteTable(
+  'users',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    username: text('username').notNull().unique(),
+    password_hash: text('password_hash').notNull(),
+    role: text('role', { enum: ['admin', 'maintainer', 'viewer'] }).notNull().default('viewer'),
+    created_at: createdAt(),
+  },
+  // One user per username whatever its case (`Alice` and `alice` cannot both exist): drizzle/*/0006_username_case.sql.
+  (table) => [uniqueIndex('users_username_lower_unique').on(sql`lower(${table.username})`)],
+);
 
 export const projects = sqliteTable('projects', {
   id: integer('id').primaryKey({ autoIncrement: true }),
