@@ -13,9 +13,15 @@ import { Empty, problemResponses } from '../../src/schemas/responses.js';
 
 /**
  * A definition is small (the example is 400 bytes; 200 jobs with scripts, tens of kilobytes): a body over this is
- * refused with 413 before it is parsed, whatever BODY_LIMIT allows elsewhere, so a hostile body costs little to read.
+ * refused with 413 before it is parsed, whatever BODY_LIMIT allows elsewhere, so a hostile body costs little to read
+ * (the `yaml` package parses some 100–300 KB a second of CPU).
  */
-export const PIPELINE_BODY_LIMIT = 256 * 1024;
+export const PIPELINE_BODY_LIMIT = 128 * 1024;
+/**
+ * YAML is held to less: the `yaml` package's worst case (a body that is one long syntax error after another) costs
+ * seconds of CPU per 100 KB on a loaded machine. 64 KiB of YAML is still 200 jobs written out at length.
+ */
+export const PIPELINE_YAML_LIMIT = 64 * 1024;
 
 /** YAML's registered media type (RFC 9512), then the older names clients still send. */
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'] as const;
@@ -101,7 +107,7 @@ const DEFINITION_RULES =
   'within a stage since 14.2), each once, without cycles; a job without `needs` waits for every job of the earlier ' +
   'stages, `needs: []` starts at once, a need on a `parallel` job waits for all its copies; at most 50 stages and 200 ' +
   'jobs once `parallel` (≤ 50) has made its copies; names 1–100 characters; `duration_s` is `[min, max]` with min ≤ max ' +
-  '≤ 3600; YAML keys must be unique, custom tags are refused and aliases are bounded. The body is at most 256 KiB.';
+  '≤ 3600; YAML keys must be unique, custom tags are refused and aliases are bounded. The body is at most 128 KiB (JSON) or 64 KiB (YAML).';
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const canRead = { onRequest: fastify.requireRole('viewer') };
@@ -114,6 +120,9 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   // YAML bodies, for this plugin's routes only. A syntax error is a 400 like malformed JSON; duplicate keys are kept as
   // problems of the definition (POST /pipelines/lint reports them as such).
   fastify.addContentTypeParser([...YAML_TYPES], { parseAs: 'string', bodyLimit }, (_request, text, done) => {
+    if (Buffer.byteLength(text as string) > PIPELINE_YAML_LIMIT) {
+      return done(fastify.httpErrors.payloadTooLarge(`A YAML definition is at most ${PIPELINE_YAML_LIMIT / 1024} KiB`));
+    }
     try {
       const { value, problems } = parseYaml(text as string);
       done(null, new YamlBody(value, problems));

@@ -138,12 +138,12 @@ export function validateDefinition(input: unknown, earlier: DefinitionProblem[] 
   const jobStage: (number | undefined)[] = [];
   const copies: number[] = [];
 
-  // Each job alone: its name, stage, copies and numbers.
+  // Each job alone: its name, stage, copies and duration.
   jobs.forEach(([name, job], index) => {
     const wrongName = nameProblem(name, 'job');
     if (wrongName) problems.push({ path: pointer('jobs', name), message: wrongName });
     const definition = isObject(job) ? job : {};
-    const { stage, parallel, duration_s: duration, fail_rate: failRate } = definition;
+    const { stage, parallel, duration_s: duration } = definition;
     jobStage[index] = typeof stage === 'string' ? stageIndex.get(stage) : undefined;
     if (typeof stage === 'string' && stagesKnown && jobStage[index] === undefined) {
       problems.push({
@@ -152,12 +152,7 @@ export function validateDefinition(input: unknown, earlier: DefinitionProblem[] 
       });
     }
     copies[index] = Number.isInteger(parallel) && (parallel as number) >= 1 && (parallel as number) <= LIMITS.parallel ? (parallel as number) : 1;
-    // JSON cannot hold NaN, but YAML's `.nan` can reach here, and it passes every `minimum` and `maximum`.
-    if (typeof failRate === 'number' && Number.isNaN(failRate)) problems.push({ path: pointer('jobs', name, 'fail_rate'), message: 'must be a number' });
     if (Array.isArray(duration)) {
-      duration.forEach((bound, at) => {
-        if (typeof bound === 'number' && Number.isNaN(bound)) problems.push({ path: pointer('jobs', name, 'duration_s', at), message: 'must be a number' });
-      });
       const [min, max] = duration;
       if (duration.length === 2 && isFiniteNumber(min) && isFiniteNumber(max) && min > max) {
         problems.push({ path: pointer('jobs', name, 'duration_s'), message: `min (${min}) must not be greater than max (${max})` });

@@ -6,7 +6,9 @@
  *   package's own defence against "billion laughs" documents);
  * - one document per body; duplicate keys are reported with their path (JSON cannot say so, YAML can and must: a
  *   job defined twice silently losing one definition is the bug a linter exists to catch);
- * - too deeply nested input is refused, not a crash.
+ * - deeply nested input is refused before the parser sees it (nestingProblem): the `yaml` package recurses on nesting
+ *   and slows down with it — 240 KB of `[` took it 5 s of CPU, and a few thousand compact `- - - …` ran the process out
+ *   of memory — while a definition nests five levels deep.
  * Plain domain code: no Fastify types. The body size is bounded by the caller.
  */
 import {
@@ -26,6 +28,67 @@ import { pointer, type DefinitionProblem } from './definition.js';
 
 /** Alias expansions one document may make; the `yaml` package's default, stated here because it is a defence. */
 export const MAX_ALIAS_COUNT = 100;
+
+/** Flow collections (`[`, `{`) open at once, and compact indicators (`- - x`) on one line: far beyond any definition. */
+export const MAX_NESTING = 32;
+/** Syntax problems reported, at most. */
+export const MAX_SYNTAX_PROBLEMS = 10;
+/** Leading spaces of a line: 16 levels of 4-space indentation. */
+export const MAX_INDENT = 64;
+
+/**
+ * Why the text nests too deeply to be handed to the parser, or undefined. One pass, conservative: quoted scalars and
+ * comments are skipped, so brackets in them do not count; a plain scalar with 32 unclosed brackets would be refused.
+ */
+function nestingProblem(text: string): string | undefined {
+  let flow = 0;
+  let line = 1;
+  let atLineStart = true;
+  let indent = 0;
+  let compact = 0;
+  /** The last character that was not a blank: a quote opens a quoted scalar only where a scalar may start. */
+  let previous = '\n';
+  for (let i = 0; i < text.length; i++) {
+    const char = text[i] as string;
+    if (char === '\n') {
+      line++;
+      previous = char;
+      atLineStart = true;
+      indent = 0;
+      compact = 0;
+      continue;
+    }
+    if (atLineStart) {
+      if (char === ' ') {
+        if (++indent > MAX_INDENT) return `line ${line} is indented more than ${MAX_INDENT} spaces`;
+        continue;
+      }
+      // `- `, `? ` and `: ` at the head of a line each open one more collection.
+      if ((char === '-' || char === '?' || char === ':') && (text[i + 1] === ' ' || text[i + 1] === '\t')) {
+        if (++compact > MAX_NESTING) return `line ${line} nests more than ${MAX_NESTING} collections`;
+        previous = char;
+        i++;
+        continue;
+      }
+      atLineStart = false;
+    }
+    if (char === '[' || char === '{') {
+      if (++flow > MAX_NESTING) return `line ${line}: flow collections nest more than ${MAX_NESTING} deep`;
+    } else if (char === ']' || char === '}') {
+      flow = Math.max(0, flow - 1);
+    } else if ((char === '"' || char === "'") && '\n-?:[{,'.includes(previous)) {
+      // Skip the quoted scalar (it may span lines): `\"` escapes in double quotes, `''` in single ones.
+      for (i++; i < text.length && text[i] !== char; i++) {
+        if (text[i] === '\n') line++;
+        else if (char === '"' && text[i] === '\\') i++;
+      }
+    } else if (char === '#' && (i === 0 || /\s/.test(text[i - 1] ?? ''))) {
+      while (i + 1 < text.length && text[i + 1] !== '\n') i++;
+    }
+    if (char !== ' ' && char !== '\t') previous = char;
+  }
+  return undefined;
+}
 
 /** The body is not YAML this API reads: each message says where (line and column) and why. */
 export class YamlSyntaxError extends Error {
@@ -92,6 +155,8 @@ function duplicateKeys(document: Document.Parsed, lines: LineCounter): Definitio
 
 /** Reads one YAML document. Throws YamlSyntaxError for anything that is not YAML this API accepts. */
 export function parseYaml(text: string): ParsedYaml {
+  const tooDeep = nestingProblem(text);
+  if (tooDeep) throw new YamlSyntaxError([{ path: '', message: `the YAML nests too deeply: ${tooDeep}` }]);
   const lines = new LineCounter();
   let document: Document.Parsed;
   try {
@@ -101,7 +166,8 @@ export function parseYaml(text: string): ParsedYaml {
     if (error instanceof RangeError) throw new YamlSyntaxError([{ path: '', message: 'the YAML is too deeply nested' }]);
     throw error;
   }
-  const refusals = [...document.errors, ...document.warnings].map((issue) => {
+  // The first few say what to fix; a hostile body can make tens of thousands.
+  const refusals = [...document.errors, ...document.warnings].slice(0, MAX_SYNTAX_PROBLEMS).map((issue) => {
     const { line, col } = lines.linePos(issue.pos[0]);
     return { path: '', message: `line ${line}, column ${col}: ${issue.message}` };
   });
