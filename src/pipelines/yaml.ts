@@ -8,23 +8,28 @@
  *   job defined twice silently losing one definition is the bug a linter exists to catch);
  * - deeply nested input is refused before the parser sees it (nestingProblem): the `yaml` package recurses on nesting
  *   and slows down with it — 240 KB of `[` took it 5 s of CPU, and a few thousand compact `- - - …` ran the process out
- *   of memory — while a definition nests five levels deep.
+ *   of memory — while a definition nests five levels deep;
+ * - linear time: the text is tokenized first (the package's CST parser, linear), and the token tree is refused at its
+ *   first syntax error or past the bounds of ./yaml-tokens.ts before the composer, where hostile input costs, sees it.
  * Plain domain code: no Fastify types. The body size is bounded by the caller.
  */
 import {
+  Composer,
   Document,
   isAlias,
   isMap,
   isScalar,
   isSeq,
   LineCounter,
-  parseDocument,
+  Parser,
+  type CST,
   type DocumentOptions,
   type Node,
   type ParseOptions,
   type SchemaOptions,
 } from 'yaml';
 import { pointer, type DefinitionProblem } from './definition.js';
+import { tokenProblem } from './yaml-tokens.js';
 
 /** Alias expansions one document may make; the `yaml` package's default, stated here because it is a defence. */
 export const MAX_ALIAS_COUNT = 100;
@@ -153,24 +158,41 @@ function duplicateKeys(document: Document.Parsed, lines: LineCounter): Definitio
   return problems.reverse();
 }
 
+/** The stream's tokens, each also pushed to `kept` as it passes. */
+function* keptIn(kept: CST.Token[], stream: Iterable<CST.Token>): Generator<CST.Token> {
+  for (const token of stream) {
+    kept.push(token);
+    yield token;
+  }
+}
+
 /** Reads one YAML document. Throws YamlSyntaxError for anything that is not YAML this API accepts. */
 export function parseYaml(text: string): ParsedYaml {
   const tooDeep = nestingProblem(text);
   if (tooDeep) throw new YamlSyntaxError([{ path: '', message: `the YAML nests too deeply: ${tooDeep}` }]);
   const lines = new LineCounter();
+  const at = (offset: number) => {
+    const { line, col } = lines.linePos(offset);
+    return `line ${line}, column ${col}`;
+  };
   let document: Document.Parsed;
   try {
-    document = parseDocument(text, { ...PARSE_OPTIONS, lineCounter: lines });
+    // What parseDocument does, with the token tree checked between its two stages. The check reads the parser's
+    // top-level tokens as they come, so that a refusal (a second document…) also stops the parser.
+    const tokens: CST.Token[] = [];
+    const refused = tokenProblem(keptIn(tokens, new Parser(lines.addNewLine).parse(text)));
+    if (refused) throw new YamlSyntaxError([{ path: '', message: `${at(refused.offset)}: ${refused.message}` }]);
+    // One document at most (tokenProblem), and one even for an empty text (forceDoc).
+    [document] = Array.from(new Composer(PARSE_OPTIONS).compose(tokens, true, text.length)) as [Document.Parsed];
   } catch (error) {
     // The parser recurses on nesting; a stack overflow is the input's fault.
     if (error instanceof RangeError) throw new YamlSyntaxError([{ path: '', message: 'the YAML is too deeply nested' }]);
     throw error;
   }
-  // The first few say what to fix; a hostile body can make tens of thousands.
-  const refusals = [...document.errors, ...document.warnings].slice(0, MAX_SYNTAX_PROBLEMS).map((issue) => {
-    const { line, col } = lines.linePos(issue.pos[0]);
-    return { path: '', message: `line ${line}, column ${col}: ${issue.message}` };
-  });
+  // The first few say what to fix: the composer sees a bounded token tree, but may still find a problem per entry.
+  const refusals = [...document.errors, ...document.warnings]
+    .slice(0, MAX_SYNTAX_PROBLEMS)
+    .map((issue) => ({ path: '', message: `${at(issue.pos[0])}: ${issue.message}` }));
   if (refusals.length > 0) throw new YamlSyntaxError(refusals);
   const problems = duplicateKeys(document, lines);
   try {

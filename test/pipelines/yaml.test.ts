@@ -1,5 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Composer } from 'yaml';
 import { parseYaml, toYaml, YamlSyntaxError } from '../../src/pipelines/yaml.js';
+import { MAX_COLLECTION_ENTRIES, MAX_ENTRIES, MAX_TOKENS } from '../../src/pipelines/yaml-tokens.js';
 
 function refusal(text: string): string {
   try {
@@ -53,6 +55,67 @@ describe('parseYaml', () => {
     const { value } = parseYaml('__proto__: {polluted: true}\n');
     expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+/**
+ * Shapes whose composing cost grew faster than their size (64 KiB of the first took the composer seconds: an error
+ * object per token), each with the one refusal it now gets from the token check, before the composer.
+ */
+const HOSTILE: [name: string, text: string, refusal: RegExp][] = [
+  ['closed flow sequences one after another', '[[[1]]]'.repeat(9362), /^line 1, column 8: Unexpected flow-seq-start at node end$/],
+  ['flow maps separated by commas', '{a: [1, {b: 2}]}, '.repeat(3640), /^line 1, column 34: Unexpected flow-map-end token in YAML stream: "}"$/],
+  ['a run of double quotes', '"'.repeat(65_536), /^line 1, column 3: Unexpected double-quoted-scalar at node end$/],
+  ['a run of anchors', '&a '.repeat(21_845), /^line 1, column 4: a node can have at most one anchor$/],
+  ['a valid list of 30 000 items', `x: [${'1,'.repeat(30_000)}]`, new RegExp(`^line 1, column 4: a collection holds more than ${MAX_COLLECTION_ENTRIES} entries`)],
+  ['10 000 documents', 'a\n...\n'.repeat(10_000), /^line 3, column 1: a second YAML document starts here/],
+  ['a flood of directives', '%A\n'.repeat(MAX_TOKENS + 1), new RegExp(`^line ${MAX_TOKENS + 1}, column 1: the YAML holds more than ${MAX_TOKENS} tokens`)],
+];
+
+describe('parseYaml in linear time: the composer only sees a bounded token tree', () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('composes what it accepts (the spy below sees the composer)', () => {
+    const compose = vi.spyOn(Composer.prototype, 'compose');
+    parseYaml('stages: [build]\njobs: {a: {stage: build}}\n');
+    expect(compose).toHaveBeenCalledTimes(1);
+  });
+
+  it.each(HOSTILE)('refuses %s at its first problem, before composing', (_name, text, expected) => {
+    const compose = vi.spyOn(Composer.prototype, 'compose');
+    let refused: unknown;
+    try {
+      parseYaml(text);
+    } catch (error) {
+      refused = error;
+    }
+    expect(refused).toBeInstanceOf(YamlSyntaxError);
+    expect((refused as YamlSyntaxError).problems).toHaveLength(1);
+    expect((refused as YamlSyntaxError).message).toMatch(expected);
+    expect(compose).not.toHaveBeenCalled();
+  });
+
+  it(`bounds the entries of all collections at ${MAX_ENTRIES}, and of one at ${MAX_COLLECTION_ENTRIES}`, () => {
+    // `m0: [1, …]` lines: one entry of the top map and `per` of its list each.
+    const lists = (count: number, per: number) => Array.from({ length: count }, (_, i) => `m${i}: [${Array(per).fill('1').join(', ')}]`).join('\n');
+    const atBound = lists(10, MAX_ENTRIES / 10 - 1);
+    expect(Object.keys(parseYaml(atBound).value as object)).toHaveLength(10);
+    expect(refusal(atBound + '\nm10: 1')).toMatch(new RegExp(`^line 10, column 5: the YAML holds more than ${MAX_ENTRIES} collection entries`));
+    expect((parseYaml(lists(1, MAX_COLLECTION_ENTRIES)).value as { m0: unknown[] }).m0).toHaveLength(MAX_COLLECTION_ENTRIES);
+    expect(refusal(lists(1, MAX_COLLECTION_ENTRIES + 1))).toMatch(/^line 1, column 5: a collection holds more than/);
+  });
+
+  it('reads a realistic definition of 200 jobs well within the bounds', () => {
+    const lines = ['stages: [build, test, deploy]', 'jobs:'];
+    for (let i = 0; i < 200; i++) {
+      lines.push(`  job-${i}:`, `    stage: ${['build', 'test', 'deploy'][i % 3]}`, `    needs: [job-${i}-a, job-${i}-b]`);
+      lines.push('    script:', ...Array.from({ length: 5 }, (_, line) => `      - npm run step-${line} -- --shard=${i}`));
+      lines.push('    duration_s: [1, 4]', '    when: on_success');
+    }
+    // About 25 entries a job: 5 000 in all, half the bound, in 64 KiB.
+    const text = lines.join('\n');
+    expect(text.length).toBeLessThan(64 * 1024);
+    expect(Object.keys((parseYaml(text).value as { jobs: object }).jobs)).toHaveLength(200);
   });
 });
 

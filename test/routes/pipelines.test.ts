@@ -206,6 +206,24 @@ jobs:
       expectProblem(await put(json, { 'content-type': 'application/json' }), 400, 'validation_error');
     });
 
+    it('YAML that costs the composer more than its size: refused at its first problem, once', async () => {
+      // Up to 64 KiB each; the composer made an error per token of the first four (seconds of CPU for the first), and
+      // 30 000 nodes of the last. Each now gets the one refusal of the token check.
+      const shapes: [string, RegExp][] = [
+        ['[[[1]]]'.repeat(9000), /^line 1, column 8: Unexpected flow-seq-start at node end$/],
+        ['{a: [1, {b: 2}]}, '.repeat(3600), /^line 1, column 34: Unexpected flow-map-end token in YAML stream: "}"$/],
+        ['"'.repeat(64 * 1024), /^line 1, column 3: Unexpected double-quoted-scalar at node end$/],
+        ['&a '.repeat(20_000), /^line 1, column 4: a node can have at most one anchor$/],
+        [`x: [${'1,'.repeat(30_000)}]`, /^line 1, column 4: a collection holds more than 1000 entries/],
+      ];
+      for (const [text, message] of shapes) {
+        for (const response of [await put(text, yaml), await lint(text, yaml)]) {
+          const problem = expectProblem(response, 400, 'validation_error');
+          expect(problem.errors).toEqual([{ path: '/body', message: expect.stringMatching(message) }]);
+        }
+      }
+    });
+
     it('a 1 MB body, JSON or YAML, and YAML over its own limit', async () => {
       const big = JSON.stringify({ stages: ['s'], jobs: { a: { stage: 's', script: ['x'.repeat(1024 * 1024)] } } });
       expectProblem(await put(big, { 'content-type': 'application/json' }), 413, 'payload_too_large');
