@@ -6,11 +6,13 @@
  *   package's own defence against "billion laughs" documents);
  * - one document per body; duplicate keys are reported with their path (JSON cannot say so, YAML can and must: a
  *   job defined twice silently losing one definition is the bug a linter exists to catch);
- * - deeply nested input is refused before the parser sees it (nestingProblem): the `yaml` package recurses on nesting
+ * - deeply nested input is refused before the parser sees it (textProblem): the `yaml` package recurses on nesting
  *   and slows down with it — 240 KB of `[` took it 5 s of CPU, and a few thousand compact `- - - …` ran the process out
  *   of memory — while a definition nests five levels deep;
  * - linear time: the text is tokenized first (the package's CST parser, linear), and the token tree is refused at its
  *   first syntax error or past the bounds of ./yaml-tokens.ts before the composer, where hostile input costs, sees it.
+ *   A flow collection's entries are also counted before the parser (textProblem): 64 KiB of `1,` make it 160 000
+ *   objects, and the garbage collector's share of building them grows with their number.
  * Plain domain code: no Fastify types. The body size is bounded by the caller.
  */
 import {
@@ -29,7 +31,7 @@ import {
   type SchemaOptions,
 } from 'yaml';
 import { pointer, type DefinitionProblem } from './definition.js';
-import { tokenProblem } from './yaml-tokens.js';
+import { MAX_COLLECTION_ENTRIES, tokenProblem } from './yaml-tokens.js';
 
 /** Alias expansions one document may make; the `yaml` package's default, stated here because it is a defence. */
 export const MAX_ALIAS_COUNT = 100;
@@ -42,11 +44,15 @@ export const MAX_SYNTAX_PROBLEMS = 10;
 export const MAX_INDENT = 64;
 
 /**
- * Why the text nests too deeply to be handed to the parser, or undefined. One pass, conservative: quoted scalars and
- * comments are skipped, so brackets in them do not count; a plain scalar with 32 unclosed brackets would be refused.
+ * Why the text nests too deeply, or holds too long a flow collection, to be handed to the parser, or undefined. One
+ * pass, conservative: quoted scalars and comments are skipped, so brackets and commas in them do not count; a plain
+ * scalar with 32 unclosed brackets would be refused. (In a flow collection every comma separates two entries.)
  */
-function nestingProblem(text: string): string | undefined {
+function textProblem(text: string): string | undefined {
   let flow = 0;
+  /** Commas of each open flow collection, and where it opened. */
+  const open: { commas: number; line: number; column: number }[] = [];
+  let lineStart = 0;
   let line = 1;
   let atLineStart = true;
   let indent = 0;
@@ -57,6 +63,7 @@ function nestingProblem(text: string): string | undefined {
     const char = text[i] as string;
     if (char === '\n') {
       line++;
+      lineStart = i + 1;
       previous = char;
       atLineStart = true;
       indent = 0;
@@ -65,12 +72,12 @@ function nestingProblem(text: string): string | undefined {
     }
     if (atLineStart) {
       if (char === ' ') {
-        if (++indent > MAX_INDENT) return `line ${line} is indented more than ${MAX_INDENT} spaces`;
+        if (++indent > MAX_INDENT) return `the YAML nests too deeply: line ${line} is indented more than ${MAX_INDENT} spaces`;
         continue;
       }
       // `- `, `? ` and `: ` at the head of a line each open one more collection.
       if ((char === '-' || char === '?' || char === ':') && (text[i + 1] === ' ' || text[i + 1] === '\t')) {
-        if (++compact > MAX_NESTING) return `line ${line} nests more than ${MAX_NESTING} collections`;
+        if (++compact > MAX_NESTING) return `the YAML nests too deeply: line ${line} nests more than ${MAX_NESTING} collections`;
         previous = char;
         i++;
         continue;
@@ -78,14 +85,24 @@ function nestingProblem(text: string): string | undefined {
       atLineStart = false;
     }
     if (char === '[' || char === '{') {
-      if (++flow > MAX_NESTING) return `line ${line}: flow collections nest more than ${MAX_NESTING} deep`;
+      if (++flow > MAX_NESTING) return `the YAML nests too deeply: line ${line}: flow collections nest more than ${MAX_NESTING} deep`;
+      open.push({ commas: 0, line, column: i - lineStart + 1 });
     } else if (char === ']' || char === '}') {
       flow = Math.max(0, flow - 1);
+      open.pop();
+    } else if (char === ',' && flow > 0) {
+      const collection = open[open.length - 1] as (typeof open)[number];
+      if (++collection.commas > MAX_COLLECTION_ENTRIES) {
+        // Worded as ./yaml-tokens.ts words it for block collections.
+        return `line ${collection.line}, column ${collection.column}: a collection holds more than ${MAX_COLLECTION_ENTRIES} entries: far more than a definition needs`;
+      }
     } else if ((char === '"' || char === "'") && '\n-?:[{,'.includes(previous)) {
       // Skip the quoted scalar (it may span lines): `\"` escapes in double quotes, `''` in single ones.
       for (i++; i < text.length && text[i] !== char; i++) {
-        if (text[i] === '\n') line++;
-        else if (char === '"' && text[i] === '\\') i++;
+        if (text[i] === '\n') {
+          line++;
+          lineStart = i + 1;
+        } else if (char === '"' && text[i] === '\\') i++;
       }
     } else if (char === '#' && (i === 0 || /\s/.test(text[i - 1] ?? ''))) {
       while (i + 1 < text.length && text[i + 1] !== '\n') i++;
@@ -168,8 +185,8 @@ function* keptIn(kept: CST.Token[], stream: Iterable<CST.Token>): Generator<CST.
 
 /** Reads one YAML document. Throws YamlSyntaxError for anything that is not YAML this API accepts. */
 export function parseYaml(text: string): ParsedYaml {
-  const tooDeep = nestingProblem(text);
-  if (tooDeep) throw new YamlSyntaxError([{ path: '', message: `the YAML nests too deeply: ${tooDeep}` }]);
+  const shapeProblem = textProblem(text);
+  if (shapeProblem) throw new YamlSyntaxError([{ path: '', message: shapeProblem }]);
   const lines = new LineCounter();
   const at = (offset: number) => {
     const { line, col } = lines.linePos(offset);

@@ -103,6 +103,9 @@ describe('parseYaml in linear time: the composer only sees a bounded token tree'
     expect(refusal(atBound + '\nm10: 1')).toMatch(new RegExp(`^line 10, column 5: the YAML holds more than ${MAX_ENTRIES} collection entries`));
     expect((parseYaml(lists(1, MAX_COLLECTION_ENTRIES)).value as { m0: unknown[] }).m0).toHaveLength(MAX_COLLECTION_ENTRIES);
     expect(refusal(lists(1, MAX_COLLECTION_ENTRIES + 1))).toMatch(/^line 1, column 5: a collection holds more than/);
+    // Flow collections are counted before the parser, block ones in its token tree.
+    expect(parseYaml('- 1\n'.repeat(MAX_COLLECTION_ENTRIES)).value).toHaveLength(MAX_COLLECTION_ENTRIES);
+    expect(refusal('- 1\n'.repeat(MAX_COLLECTION_ENTRIES + 1))).toMatch(/^line 1, column 1: a collection holds more than/);
   });
 
   it('reads a realistic definition of 200 jobs well within the bounds', () => {
