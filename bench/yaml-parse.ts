@@ -41,7 +41,7 @@ const SHAPES: Record<string, (bytes: number) => string> = {
   "'a\\n...\\n' repeated": (bytes) => repeatTo('a\n...\n', bytes),
   'comment lines': (bytes) => repeatTo('# a comment line\n', bytes),
   'one multi-line plain scalar': (bytes) => `a: ${repeatTo('word\n  ', bytes)}`,
-  // About 160 bytes a job: 50, 100, 200, 400 jobs for 8 to 64 KiB.
+  // About 160 bytes a job: 200 jobs at 32 KB, 400 (twice LIMITS.jobs, refused later by the validator) at 64 KB.
   'realistic definition (jobs ∝ size)': (bytes) => realistic(Math.round(bytes / 160)),
 };
 

@@ -21,9 +21,9 @@ import { LIMITS } from './definition.js';
  */
 export const MAX_COLLECTION_ENTRIES = 5 * Math.max(LIMITS.jobs, LIMITS.needs, LIMITS.stages, LIMITS.scriptLines);
 /**
- * Entries of all collections. A realistic 200-job definition (stage, needs, a few script lines, duration, when) holds
- * about 4 000, and 64 KiB of YAML as people write it holds fewer than 10 000; only a contrived one (200 jobs of
- * 50 one-letter script lines each, in flow style) goes beyond, and it is refused with this reason rather than parsed.
+ * Entries of all collections. A realistic 200-job definition (stage, two needs, five script lines, duration, when)
+ * holds about 3 000 in 59 KiB, and 64 KiB of YAML as people write it fewer than 10 000; only a contrived one (200 jobs
+ * of 50 one-letter script lines each, in flow style) goes beyond, and it is refused with this reason.
  */
 export const MAX_ENTRIES = 10_000;
 /**

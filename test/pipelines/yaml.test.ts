@@ -115,7 +115,7 @@ describe('parseYaml in linear time: the composer only sees a bounded token tree'
       lines.push('    script:', ...Array.from({ length: 5 }, (_, line) => `      - npm run step-${line} -- --shard=${i}`));
       lines.push('    duration_s: [1, 4]', '    when: on_success');
     }
-    // About 25 entries a job: 5 000 in all, half the bound, in 64 KiB.
+    // 15 entries a job: about 3 000 in all, under a third of the bound, in 59 KiB.
     const text = lines.join('\n');
     expect(text.length).toBeLessThan(64 * 1024);
     expect(Object.keys((parseYaml(text).value as { jobs: object }).jobs)).toHaveLength(200);
