@@ -263,6 +263,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/pipelines/lint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check a pipeline definition
+         * @description Validates a definition (JSON, or YAML with `Content-Type: application/yaml`) without saving it, as the GitLab CI Lint API does: 200 with `valid: true` and the resolved job graph (copies of `parallel` jobs named `name i/n`, every job’s needs spelled out, defaults filled in with this server’s `BUILD_FAIL_RATE`), or 200 with `valid: false` and every problem, each with a JSON pointer into the definition (`/jobs/unit/needs/0`). A body that cannot be read at all (malformed JSON or YAML) is a 400. Rules: every job names one of `stages`; `needs` name jobs of the same or an earlier stage (GitLab allows needs within a stage since 14.2), each once, without cycles; a job without `needs` waits for every job of the earlier stages, `needs: []` starts at once, a need on a `parallel` job waits for all its copies; at most 50 stages and 200 jobs once `parallel` (≤ 50) has made its copies; names 1–100 characters; `duration_s` is `[min, max]` with min ≤ max ≤ 3600; YAML keys must be unique, custom tags are refused and aliases are bounded. The body is at most 128 KiB (JSON) or 64 KiB (YAML).
+         */
+        post: operations["lintPipeline"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/projects": {
         parameters: {
             query?: never;
@@ -354,6 +374,34 @@ export interface paths {
          */
         post: operations["triggerBuild"];
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{id}/pipeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a project's pipeline definition
+         * @description The pipeline its builds run: the project’s own definition, or the default one (checkout, install, test, package: today’s build, 2–10 s in all) while it has none; `X-Pipeline-Source` says which. JSON, or YAML when `Accept` prefers `application/yaml` (`application/x-yaml` and `text/yaml` too).
+         */
+        get: operations["getProjectPipeline"];
+        /**
+         * Set a project's pipeline definition
+         * @description Replaces the project’s pipeline definition, sent as JSON or as YAML (`Content-Type: application/yaml`, a `.usine.yml` written like a `.gitlab-ci.yml`). An invalid one answers 400 `validation_error` with every problem in `errors`, each with a JSON pointer into the body (`/body/jobs/unit/needs/0`). Answers the saved definition in the format `Accept` prefers. Builds already triggered keep the definition they started with. Rules: every job names one of `stages`; `needs` name jobs of the same or an earlier stage (GitLab allows needs within a stage since 14.2), each once, without cycles; a job without `needs` waits for every job of the earlier stages, `needs: []` starts at once, a need on a `parallel` job waits for all its copies; at most 50 stages and 200 jobs once `parallel` (≤ 50) has made its copies; names 1–100 characters; `duration_s` is `[min, max]` with min ≤ max ≤ 3600; YAML keys must be unique, custom tags are refused and aliases are bounded. The body is at most 128 KiB (JSON) or 64 KiB (YAML). Needs the maintainer role.
+         */
+        put: operations["putProjectPipeline"];
+        post?: never;
+        /**
+         * Remove a project's pipeline definition
+         * @description The project goes back to the default pipeline (its builds triggered from now on run it). Answers 204 whether or not it had a definition. Needs the maintainer role.
+         */
+        delete: operations["deleteProjectPipeline"];
         options?: never;
         head?: never;
         patch?: never;
@@ -570,6 +618,126 @@ export interface components {
              * @example 2026-11-24T17:32:02.000Z
              */
             finished_at: string | null;
+        };
+        /**
+         * PipelineDefinition
+         * @description A pipeline definition: stages in order, and jobs grouped in them, with `needs` for a dependency graph across stages. Sent and answered as JSON, or YAML with `application/yaml`.
+         * @example {
+         *       "stages": [
+         *         "build",
+         *         "test",
+         *         "deploy"
+         *       ],
+         *       "jobs": {
+         *         "compile": {
+         *           "stage": "build",
+         *           "script": [
+         *             "npm ci",
+         *             "npm run build"
+         *           ],
+         *           "duration_s": [
+         *             2,
+         *             4
+         *           ]
+         *         },
+         *         "unit": {
+         *           "stage": "test",
+         *           "needs": [
+         *             "compile"
+         *           ],
+         *           "fail_rate": 0.2,
+         *           "artifacts": true
+         *         },
+         *         "lint": {
+         *           "stage": "test",
+         *           "needs": [
+         *             "compile"
+         *           ],
+         *           "allow_failure": true
+         *         },
+         *         "e2e": {
+         *           "stage": "test",
+         *           "needs": [
+         *             "compile"
+         *           ],
+         *           "parallel": 3
+         *         },
+         *         "release": {
+         *           "stage": "deploy",
+         *           "when": "manual"
+         *         }
+         *       }
+         *     }
+         */
+        PipelineDefinition: {
+            /**
+             * @description Stage names in the order they run; each job belongs to one. At most 50, each listed once.
+             * @example [
+             *       "build",
+             *       "test",
+             *       "deploy"
+             *     ]
+             */
+            stages: string[];
+            /** @description The jobs by name (1–100 characters, no control characters, no blank at either end), in the order they are listed within a stage. At most 200 once `parallel` has made its copies. */
+            jobs: {
+                [key: string]: {
+                    /**
+                     * @description The stage the job belongs to: one of `stages`
+                     * @example test
+                     */
+                    stage: string;
+                    /**
+                     * @description Jobs this one waits for, of its own stage or an earlier one (a need on a `parallel` job waits for all its copies). Left out, the job waits for every job of the earlier stages (as GitLab does); `[]` starts it at once.
+                     * @example [
+                     *       "compile"
+                     *     ]
+                     */
+                    needs?: string[];
+                    /**
+                     * @description Command lines shown in the job log, in order (simulated: nothing is executed)
+                     * @example [
+                     *       "npm ci",
+                     *       "npm run build"
+                     *     ]
+                     */
+                    script?: string[];
+                    /**
+                     * @description `[min, max]` simulated seconds the job lasts, drawn uniformly per run (default `[1, 3]`)
+                     * @example [
+                     *       2,
+                     *       4
+                     *     ]
+                     */
+                    duration_s?: number[];
+                    /**
+                     * @description Probability that a run of the job fails (default: the server’s `BUILD_FAIL_RATE`)
+                     * @example 0.2
+                     */
+                    fail_rate?: number;
+                    /**
+                     * @description A failure of this job does not fail the build (it counts as a success with a warning). Default `false`, but `true` for `when: manual` jobs (GitLab’s rule: an unplayed manual job blocks nothing)
+                     * @example true
+                     */
+                    allow_failure?: boolean;
+                    /**
+                     * @description When the job runs once its needs are over: `on_success` (default, all succeeded), `on_failure` (one failed), `always`, or `manual` (waits for `POST /jobs/{id}/play`)
+                     * @example manual
+                     * @enum {string}
+                     */
+                    when?: "on_success" | "on_failure" | "always" | "manual";
+                    /**
+                     * @description Run N copies of the job at once, named `name 1/N` … `name N/N`
+                     * @example 3
+                     */
+                    parallel?: number;
+                    /**
+                     * @description Store a `.tar.gz` artifact for this job (default `false`)
+                     * @example true
+                     */
+                    artifacts?: boolean;
+                };
+            };
         };
         /**
          * Problem
@@ -2022,6 +2190,215 @@ export interface operations {
             };
         };
     };
+    lintPipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PipelineDefinition"];
+                /**
+                 * @example stages: [build, test]
+                 *     jobs:
+                 *       compile:
+                 *         stage: build
+                 *       unit:
+                 *         stage: test
+                 *         needs: [compile]
+                 */
+                "application/yaml": string;
+            };
+        };
+        responses: {
+            /** @description What the check found */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description Whether the definition can be saved as it is
+                         * @example true
+                         */
+                        valid: boolean;
+                        /** @description Every problem found (empty when valid) */
+                        errors: {
+                            /**
+                             * @description JSON pointer into the definition
+                             * @example /jobs/unit/needs/0
+                             */
+                            path: string;
+                            /**
+                             * @description What is wrong there
+                             * @example unknown job `compyle`
+                             */
+                            message: string;
+                        }[];
+                        /** @description The resolved job graph in pipeline order (stage order, then the order jobs are listed in); empty when invalid */
+                        jobs: {
+                            /**
+                             * @description Unique within the build: the job’s name, or `name i/n` for a copy of a `parallel` job
+                             * @example e2e 2/3
+                             */
+                            name: string;
+                            /**
+                             * @description The definition’s job this one comes from (its `name` unless it is a copy)
+                             * @example e2e
+                             */
+                            job: string;
+                            /**
+                             * @description Its stage
+                             * @example test
+                             */
+                            stage: string;
+                            /**
+                             * @description Position of its stage in `stages`, from 0
+                             * @example 1
+                             */
+                            stage_index: number;
+                            /**
+                             * @description The jobs it waits for, copies of `parallel` jobs spelled out, in pipeline order (empty: starts at once)
+                             * @example [
+                             *       "compile"
+                             *     ]
+                             */
+                            needs: string[];
+                            /**
+                             * @description Command lines shown in its log
+                             * @example [
+                             *       "npm run e2e"
+                             *     ]
+                             */
+                            script: string[];
+                            /**
+                             * @description `[min, max]` simulated seconds it lasts (default `[1, 3]`)
+                             * @example [
+                             *       1,
+                             *       3
+                             *     ]
+                             */
+                            duration_s: number[];
+                            /**
+                             * @description Probability that a run fails (default `BUILD_FAIL_RATE`)
+                             * @example 0.5
+                             */
+                            fail_rate: number;
+                            /**
+                             * @description Its failure does not fail the build (default `true` for manual jobs only)
+                             * @example false
+                             */
+                            allow_failure: boolean;
+                            /**
+                             * @description When it runs (default `on_success`)
+                             * @example on_success
+                             * @enum {string}
+                             */
+                            when: "on_success" | "on_failure" | "always" | "manual";
+                            /** @description Which copy of a `parallel` job this is, or null */
+                            parallel: {
+                                /**
+                                 * @description Which copy, from 1
+                                 * @example 2
+                                 */
+                                index: number;
+                                /**
+                                 * @description How many copies
+                                 * @example 3
+                                 */
+                                total: number;
+                            } | null;
+                            /**
+                             * @description A `.tar.gz` artifact is stored for it
+                             * @example false
+                             */
+                            artifacts: boolean;
+                        }[];
+                    };
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is neither `application/json` nor YAML (`application/yaml`) (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     listProjects: {
         parameters: {
             query?: {
@@ -3098,6 +3475,369 @@ export interface operations {
             /** @description Too many requests (`rate_limited`) */
             429: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getProjectPipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The definition */
+            200: {
+                headers: {
+                    /** @description `project` for the project’s own definition, `default` for the default pipeline it runs without one */
+                    "x-pipeline-source"?: "default" | "project";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineDefinition"];
+                    "application/yaml": string;
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putProjectPipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PipelineDefinition"];
+                /**
+                 * @example stages: [build, test]
+                 *     jobs:
+                 *       compile:
+                 *         stage: build
+                 *       unit:
+                 *         stage: test
+                 *         needs: [compile]
+                 */
+                "application/yaml": string;
+            };
+        };
+        responses: {
+            /** @description The definition as saved */
+            200: {
+                headers: {
+                    /** @description `project` for the project’s own definition, `default` for the default pipeline it runs without one */
+                    "x-pipeline-source"?: "default" | "project";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PipelineDefinition"];
+                    "application/yaml": string;
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is neither `application/json` nor YAML (`application/yaml`) (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteProjectPipeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The project now runs the default pipeline */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import { createArtifactsRepository, type ArtifactsRepository } from '../../src/repositories/artifacts.js';
 import { createBuildsRepository, type BuildsRepository } from '../../src/repositories/builds.js';
+import { createPipelinesRepository, type PipelinesRepository } from '../../src/repositories/pipelines.js';
 import { createProjectsRepository, type ProjectsRepository } from '../../src/repositories/projects.js';
 import { createRefreshTokensRepository, type RefreshTokensRepository } from '../../src/repositories/refresh-tokens.js';
 import { createUsersRepository, type UsersRepository } from '../../src/repositories/users.js';
@@ -9,6 +10,7 @@ declare module 'fastify' {
   interface FastifyInstance {
     usersRepository: UsersRepository;
     projectsRepository: ProjectsRepository;
+    pipelinesRepository: PipelinesRepository;
     buildsRepository: BuildsRepository;
     artifactsRepository: ArtifactsRepository;
     refreshTokensRepository: RefreshTokensRepository;
@@ -21,6 +23,7 @@ export default fp(
     const onAuthChange = () => fastify.callerCache.invalidate();
     fastify.decorate('usersRepository', createUsersRepository(fastify.database, { onAuthChange }));
     fastify.decorate('projectsRepository', createProjectsRepository(fastify.database));
+    fastify.decorate('pipelinesRepository', createPipelinesRepository(fastify.database));
     fastify.decorate('buildsRepository', createBuildsRepository(fastify.database));
     fastify.decorate('artifactsRepository', createArtifactsRepository(fastify.database));
     fastify.decorate('refreshTokensRepository', createRefreshTokensRepository(fastify.database, { onAuthChange }));

@@ -1,6 +1,8 @@
 // JS keys are the snake_case column names so that rows are already in the API's wire format.
 import { sql } from 'drizzle-orm';
-import { customType, doublePrecision, index, integer, pgTable, text, timestamp, uniqueIndex, type AnyPgColumn } from 'drizzle-orm/pg-core';
+import { customType, doublePrecision, index, integer, json, pgTable, text, timestamp, uniqueIndex, type AnyPgColumn } from 'drizzle-orm/pg-core';
+
+import type { PipelineDefinition } from '../../pipelines/definition.js';
 
 // Keep table and column names identical to ./sqlite.ts: repositories are written once against this file.
 const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
@@ -25,6 +27,9 @@ export const projects = pgTable('projects', {
   default_branch: text('default_branch').notNull().default('main'),
   created_at: createdAt(),
   updated_at: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  // The project's pipeline definition, null for the default one. `json`, not `jsonb`: jsonb reorders object keys
+  // (shortest first), and the order of `jobs` is the pipeline's order within a stage. Nothing queries inside it.
+  pipeline: json('pipeline').$type<PipelineDefinition>(),
 });
 
 export const builds = pgTable(

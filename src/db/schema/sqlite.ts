@@ -2,6 +2,8 @@
 import { sql } from 'drizzle-orm';
 import { blob, index, integer, real, sqliteTable, text, uniqueIndex, type AnySQLiteColumn } from 'drizzle-orm/sqlite-core';
 
+import type { PipelineDefinition } from '../../pipelines/definition.js';
+
 // Keep table and column names identical to ./pg.ts: repositories are written once against that file.
 const timestampMs = (name: string) => integer(name, { mode: 'timestamp_ms' });
 const createdAt = () => timestampMs('created_at').notNull().default(sql`(cast(unixepoch('subsec') * 1000 as integer))`);
@@ -26,6 +28,8 @@ export const projects = sqliteTable('projects', {
   default_branch: text('default_branch').notNull().default('main'),
   created_at: createdAt(),
   updated_at: timestampMs('updated_at').notNull().default(sql`(cast(unixepoch('subsec') * 1000 as integer))`),
+  // The project's pipeline definition as JSON text, null for the default one.
+  pipeline: text('pipeline', { mode: 'json' }).$type<PipelineDefinition>(),
 });
 
 export const builds = sqliteTable(
