@@ -2329,9 +2329,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3538,9 +3539,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3565,7 +3567,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3658,9 +3660,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3694,7 +3697,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;
@@ -3777,9 +3780,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`) */
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
             401: {
                 headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3813,7 +3817,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A path segment is longer than the 200 characters the router accepts (`validation_error`) */
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
             414: {
                 headers: {
                     [name: string]: unknown;

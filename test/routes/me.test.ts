@@ -72,7 +72,9 @@ describe(`GET /me (${testDb})`, () => {
   it('is read-only: no other method changes the caller', async () => {
     for (const method of ['POST', 'PUT', 'PATCH', 'DELETE'] as const) {
       const response = await injectAs(ctx.app, users.viewer.token, { method, url: '/me', payload: { role: 'admin', username: 'root' } });
-      expect(response.statusCode, `${method} /me`).toBe(404);
+      // A known path with a method it does not serve: 405, and Allow says what it does serve.
+      expect(response.statusCode, `${method} /me`).toBe(405);
+      expect(response.headers.allow, `${method} /me`).toBe('GET, HEAD, OPTIONS');
     }
     expect((await injectAs(ctx.app, users.viewer.token, { url: '/me' })).json()).toMatchObject({ role: 'viewer', username: users.viewer.username });
   });

@@ -359,7 +359,7 @@ describe(`users: management by an admin (${testDb})`, () => {
       );
       for (const method of ['PATCH', 'PUT', 'POST'] as const) {
         const response = await api.as(token, { method, url: '/me', payload: { role: 'admin' } });
-        expect(response.statusCode, `${method} /me`).toBe(404);
+        expect(response.statusCode, `${method} /me`).toBe(405);
       }
       // Role fields elsewhere are unknown fields.
       expectValidationError(
