@@ -1,17 +1,14 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { drizzle as drizzleSqlite } from 'drizzle-orm/better-sqlite3';
-import { migrate as migrateSqlite } from 'drizzle-orm/better-sqlite3/migrator';
-import { drizzle as drizzlePg } from 'drizzle-orm/postgres-js';
-import { migrate as migratePg } from 'drizzle-orm/postgres-js/migrator';
 import type { FastifyInstance } from 'fastify';
 import postgres from 'postgres';
 import { afterAll, describe, expect, it } from 'vitest';
 import { migrationsFolder } from '../../src/db/migrate.js';
 import { createServer } from '../../src/server.js';
 import { bearer, createScratchDatabase, login, testConfig, testDb, uniqueName, type ScratchDatabase } from '../helper.js';
+import { databaseAsReleasedBefore, type OldReleaseDatabase } from './old-release.js';
 
 /** How many migrations drizzle-kit generated for a dialect, as its journal lists them. */
 function journalEntries(dialect: 'sqlite' | 'pg'): number {
@@ -19,22 +16,6 @@ function journalEntries(dialect: 'sqlite' | 'pg'): number {
     entries: unknown[];
   };
   return journal.entries.length;
-}
-
-/**
- * A copy of a dialect's migrations folder that ends with the migration numbered `last`, as an older release shipped
- * it: a database migrated from it is one that release left behind.
- */
-function migrationsUpTo(dialect: 'sqlite' | 'pg', last: number, into: string): string {
-  const source = migrationsFolder(dialect);
-  const journal = JSON.parse(readFileSync(join(source, 'meta', '_journal.json'), 'utf8')) as { entries: { idx: number; tag: string }[] };
-  const entries = journal.entries.filter((entry) => entry.idx <= last);
-  expect(entries).toHaveLength(last + 1);
-  const folder = join(into, `migrations-${dialect}-upto-${last}`);
-  mkdirSync(join(folder, 'meta'), { recursive: true });
-  writeFileSync(join(folder, 'meta', '_journal.json'), JSON.stringify({ ...journal, entries }));
-  for (const { tag } of entries) copyFileSync(join(source, `${tag}.sql`), join(folder, `${tag}.sql`));
-  return folder;
 }
 
 const start = (url: string) => createServer(testConfig(url), { logger: false }).then(async (app) => {
@@ -68,51 +49,25 @@ describe('migration journals', () => {
 });
 
 describe(`migration 0005 on a database that already has projects (${testDb})`, () => {
-  const dir = mkdtempSync(join(tmpdir(), 'usine-migrate-0005-'));
-  let scratch: ScratchDatabase | undefined;
+  let old: OldReleaseDatabase | undefined;
   let app: FastifyInstance | undefined;
 
   afterAll(async () => {
     await app?.close();
-    await scratch?.drop();
-    rmSync(dir, { recursive: true, force: true });
+    await old?.drop();
   });
 
   it('seeds the project counter from the rows there, and the total counts on from it', async () => {
-    const oldRelease = migrationsUpTo(testDb, 4, dir);
     const names = Array.from({ length: 7 }, () => uniqueName('before-0005'));
     // Seven rows, one deleted: the seed is a count, not the highest id.
     const writes = [
       `insert into projects (name, repo) values ${names.map((name) => `('${name}', 'https://github.com/usine/old')`).join(', ')}`,
       `delete from projects where name = '${names[0]}'`,
     ];
-    let url: string;
-    if (testDb === 'sqlite') {
-      const file = join(dir, 'usine.db');
-      url = `sqlite:${file}`;
-      const db = new BetterSqlite3(file);
-      try {
-        migrateSqlite(drizzleSqlite(db), { migrationsFolder: oldRelease });
-        for (const statement of writes) db.exec(statement);
-        expect(db.prepare(`select count(*) from sqlite_master where name = 'project_count'`).pluck().get()).toBe(0);
-      } finally {
-        db.close();
-      }
-    } else {
-      scratch = await createScratchDatabase('pg');
-      url = scratch.url;
-      const client = postgres(url, { max: 1, onnotice: () => {} });
-      try {
-        await migratePg(drizzlePg(client), { migrationsFolder: oldRelease });
-        for (const statement of writes) await client.unsafe(statement);
-        const [row] = await client<{ exists: boolean }[]>`select to_regclass('project_count') is not null as exists`;
-        expect(row?.exists).toBe(false);
-      } finally {
-        await client.end({ timeout: 5 });
-      }
-    }
+    old = await databaseAsReleasedBefore('0005_project_count', writes);
+    expect(old.objects).not.toContain('project_count');
 
-    app = await start(url);
+    app = await start(old.url);
     const total = async () => {
       const response = await app!.inject({ url: '/projects?per_page=1', headers: bearer(await login(app!)) });
       expect(response.statusCode).toBe(200);
