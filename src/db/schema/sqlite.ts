@@ -66,6 +66,9 @@ export const builds = sqliteTable(
     index('builds_project_branch_number_idx').on(table.project_id, table.branch, table.number),
     index('builds_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
     index('builds_running_lease_idx').on(table.lease_expires_at).where(sql`${table.status} = 'running'`),
+    // The foreign key's own lookup: deleting a build (a project's builds by cascade) sets retry_of to null in the
+    // builds that retried it; without this index every deleted row scanned the whole table (quadratic deletes).
+    index('builds_retry_of_idx').on(table.retry_of).where(sql`${table.retry_of} is not null`),
     uniqueIndex('builds_idempotency_caller_uq')
       .on(table.project_id, table.idempotency_user_id, table.idempotency_key)
       .where(sql`${table.idempotency_key} is not null`),
@@ -109,6 +112,8 @@ export const refresh_tokens = sqliteTable(
   },
   (table) => [
     index('refresh_tokens_family_idx').on(table.family_id),
+    // Deleting a user (cascade) and ending all of its sessions (a new password) find its rows by this index.
+    index('refresh_tokens_user_idx').on(table.user_id),
     // The background purge's scan of expired rows (plugins/app/refresh-token-purge.ts).
     index('refresh_tokens_expires_idx').on(table.expires_at),
   ],
