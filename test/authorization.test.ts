@@ -49,6 +49,9 @@ interface RouteCase {
 
 const newProjectBody = () => ({ name: uniqueName('authz'), repo: 'https://github.com/demo/authz' });
 
+/** A valid pipeline definition, as PUT /projects/:id/pipeline and POST /pipelines/lint take it. */
+const PIPELINE = { stages: ['build'], jobs: { compile: { stage: 'build', script: ['make'] } } };
+
 const ROUTES: RouteCase[] = [
   // Public.
   { route: 'POST /login', least: 'anyone', success: 200, prepare: async () => ({ url: '/login', payload: { username: 'admin', password: 'admin123' } }) },
@@ -92,6 +95,8 @@ const ROUTES: RouteCase[] = [
       return { url: `/builds/${build}/artifacts/${encodeURIComponent(name)}` };
     },
   },
+  { route: 'GET /projects/:id/pipeline', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}/pipeline` }) },
+  { route: 'POST /pipelines/lint', least: 'viewer', success: 200, prepare: async () => ({ url: '/pipelines/lint', payload: PIPELINE }) },
   // Maintainers create and update projects and trigger builds.
   { route: 'POST /projects', least: 'maintainer', success: 201, prepare: async () => ({ url: '/projects', payload: newProjectBody() }) },
   {
@@ -100,6 +105,13 @@ const ROUTES: RouteCase[] = [
     success: 200,
     prepare: async (f) => ({ url: `/projects/${await f.project()}`, payload: { default_branch: 'develop' } }),
   },
+  {
+    route: 'PUT /projects/:id/pipeline',
+    least: 'maintainer',
+    success: 200,
+    prepare: async (f) => ({ url: `/projects/${await f.project()}/pipeline`, payload: PIPELINE }),
+  },
+  { route: 'DELETE /projects/:id/pipeline', least: 'maintainer', success: 204, prepare: async (f) => ({ url: `/projects/${await f.project()}/pipeline` }) },
   { route: 'POST /projects/:id/build', least: 'maintainer', success: 201, prepare: async (f) => ({ url: `/projects/${await f.project()}/build` }) },
   {
     route: 'POST /projects/:id/builds',

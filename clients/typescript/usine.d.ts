@@ -388,18 +388,18 @@ export interface paths {
         };
         /**
          * Get a project's pipeline definition
-         * @description The pipeline its builds run: the project’s own definition, or the default one (checkout, install, test, package: today’s build, 2–10 s in all) while it has none; `X-Pipeline-Source` says which. JSON, or YAML when `Accept` prefers `application/yaml` (`application/x-yaml` and `text/yaml` too).
+         * @description The project’s pipeline: its own definition, or the default one (checkout, install, test, package: today’s build, 2–10 s in all) while it has none; `X-Pipeline-Source` says which. JSON, or YAML when `Accept` prefers `application/yaml` (`application/x-yaml` and `text/yaml` too).
          */
         get: operations["getProjectPipeline"];
         /**
          * Set a project's pipeline definition
-         * @description Replaces the project’s pipeline definition, sent as JSON or as YAML (`Content-Type: application/yaml`, a `.usine.yml` written like a `.gitlab-ci.yml`). An invalid one answers 400 `validation_error` with every problem in `errors`, each with a JSON pointer into the body (`/body/jobs/unit/needs/0`). Answers the saved definition in the format `Accept` prefers. Builds already triggered keep the definition they started with. Rules: every job names one of `stages`; `needs` name jobs of the same or an earlier stage (GitLab allows needs within a stage since 14.2), each once, without cycles; a job without `needs` waits for every job of the earlier stages, `needs: []` starts at once, a need on a `parallel` job waits for all its copies; at most 50 stages and 200 jobs once `parallel` (≤ 50) has made its copies; names 1–100 characters; `duration_s` is `[min, max]` with min ≤ max ≤ 3600; YAML keys must be unique, custom tags are refused and aliases are bounded. The body is at most 128 KiB (JSON) or 64 KiB (YAML). Needs the maintainer role.
+         * @description Replaces the project’s pipeline definition, sent as JSON or as YAML (`Content-Type: application/yaml`, a `.usine.yml` written like a `.gitlab-ci.yml`). An invalid one answers 400 `validation_error` with every problem in `errors`, each with a JSON pointer into the body (`/body/jobs/unit/needs/0`). Answers the saved definition in the format `Accept` prefers. Builds run the default pipeline until the job engine lands; the definition is validated and kept for it. Rules: every job names one of `stages`; `needs` name jobs of the same or an earlier stage (GitLab allows needs within a stage since 14.2), each once, without cycles; a job without `needs` waits for every job of the earlier stages, `needs: []` starts at once, a need on a `parallel` job waits for all its copies; at most 50 stages and 200 jobs once `parallel` (≤ 50) has made its copies; names 1–100 characters; `duration_s` is `[min, max]` with min ≤ max ≤ 3600; YAML keys must be unique, custom tags are refused and aliases are bounded. The body is at most 128 KiB (JSON) or 64 KiB (YAML). Needs the maintainer role.
          */
         put: operations["putProjectPipeline"];
         post?: never;
         /**
          * Remove a project's pipeline definition
-         * @description The project goes back to the default pipeline (its builds triggered from now on run it). Answers 204 whether or not it had a definition. Needs the maintainer role.
+         * @description The project goes back to the default pipeline. Answers 204 whether or not it had a definition. Needs the maintainer role.
          */
         delete: operations["deleteProjectPipeline"];
         options?: never;
@@ -3764,7 +3764,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The project now runs the default pipeline */
+            /** @description The project has the default pipeline */
             204: {
                 headers: {
                     [name: string]: unknown;

@@ -157,7 +157,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         operationId: 'getProjectPipeline',
         summary: "Get a project's pipeline definition",
         description:
-          'The pipeline its builds run: the project’s own definition, or the default one (checkout, install, test, ' +
+          'The project’s pipeline: its own definition, or the default one (checkout, install, test, ' +
           'package: today’s build, 2–10 s in all) while it has none; `X-Pipeline-Source` says which. JSON, or YAML when ' +
           '`Accept` prefers `application/yaml` (`application/x-yaml` and `text/yaml` too).',
         security,
@@ -191,7 +191,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           'Replaces the project’s pipeline definition, sent as JSON or as YAML (`Content-Type: application/yaml`, a ' +
           '`.usine.yml` written like a `.gitlab-ci.yml`). An invalid one answers 400 `validation_error` with every ' +
           'problem in `errors`, each with a JSON pointer into the body (`/body/jobs/unit/needs/0`). Answers the saved ' +
-          `definition in the format \`Accept\` prefers. Builds already triggered keep the definition they started with. ${DEFINITION_RULES} ` +
+          `definition in the format \`Accept\` prefers. Builds run the default pipeline until the job engine lands; the ` +
+          `definition is validated and kept for it. ${DEFINITION_RULES} ` +
           'Needs the maintainer role.',
         security,
         params: ProjectIdParams,
@@ -222,11 +223,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         operationId: 'deleteProjectPipeline',
         summary: "Remove a project's pipeline definition",
         description:
-          'The project goes back to the default pipeline (its builds triggered from now on run it). Answers 204 whether ' +
+          'The project goes back to the default pipeline. Answers 204 whether ' +
           'or not it had a definition. Needs the maintainer role.',
         security,
         params: ProjectIdParams,
-        response: { 204: { ...Empty, description: 'The project now runs the default pipeline' }, ...problemResponses(400, 401, 403, 404) },
+        response: { 204: { ...Empty, description: 'The project has the default pipeline' }, ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request, reply) => {

@@ -607,6 +607,23 @@ describe(`GET /builds/:id/logs stream of a caller whose access ends (${testDb})`
     expect(end).toEqual({ id: '0', data: { status: 'queued', reason: 'session_revoked' } });
   });
 
+  it('ends the stream with `end` {reason: session_revoked} when a refresh token of its session is reused', async () => {
+    const viewer = await newUser(server.app, server.token);
+    const session = await server.app.inject({
+      method: 'POST',
+      url: '/login',
+      payload: { username: viewer.username, password: viewer.password },
+    });
+    const { access_token, refresh_token } = session.json<{ access_token: string; refresh_token: string }>();
+    const end = await cutBy({ auth: { authorization: `Bearer ${access_token}` } }, async () => {
+      const refresh = (token: string) => server.app.inject({ method: 'POST', url: '/token/refresh', payload: { refresh_token: token } });
+      expect((await refresh(refresh_token)).statusCode).toBe(200);
+      // The same token again: reuse detection revokes the whole session, the stream's access token with it.
+      expect((await refresh(refresh_token)).statusCode).toBe(401);
+    });
+    expect(end).toEqual({ id: '0', data: { status: 'queued', reason: 'session_revoked' } });
+  });
+
   it('ends the stream with `end` {reason: user_deleted} when the user is deleted', async () => {
     const viewer = await newUser(server.app, server.token);
     const end = await cutBy(viewer, async () => {
