@@ -44,7 +44,8 @@ export default async function usineApp(fastify: FastifyInstance, { config }: App
 
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     const body = toProblem(error, request);
-    if (body.status >= 500) request.log.error({ err: error }, 'request failed');
+    // The status answered, next to the error: a 500 is then found in a busy log by `"status":500`.
+    if (body.status >= 500) request.log.error({ err: error, status: body.status }, 'request failed');
     else request.log.info({ err: { message: error.message, code: error.code } }, 'request refused');
     return sendProblem(reply, body);
   });

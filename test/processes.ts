@@ -12,6 +12,7 @@ export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 /** Keeps this many characters of each child's output (the tail), for failure messages. */
 const OUTPUT_TAIL = 64 * 1024;
+const NOTABLE_LINES = 20;
 
 export interface Exit {
   code: number | null;
@@ -27,6 +28,8 @@ export interface ServerProcess {
   pid: number;
   /** The tail of what the child wrote on stdout and stderr, interleaved. */
   output(): string;
+  /** Log lines of answers with a 5xx status other than 503, from the start (the first 20). */
+  notable(): string;
   /** True until the child has exited. */
   alive(): boolean;
   /** Resolves when the child exits. */
@@ -89,9 +92,18 @@ export function spawnServer({ name, port, env }: StartOptions): ServerProcess {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  // Lines that answered a 5xx other than a 503 (a bug, where a 503 is the expected answer to an outage), kept
+  // whatever the tail loses: the first NOTABLE_LINES of them.
+  const notable: string[] = [];
+  let partial = '';
   const collect = (chunk: Buffer) => {
-    output += chunk.toString();
+    const text = chunk.toString();
+    output += text;
     if (output.length > OUTPUT_TAIL * 2) output = output.slice(-OUTPUT_TAIL);
+    const lines = (partial + text).split('\n');
+    partial = lines.pop() ?? '';
+    if (partial.length > OUTPUT_TAIL) partial = '';
+    for (const line of lines) if (notable.length < NOTABLE_LINES && /"status":5(?!03)\d\d\b/.test(line)) notable.push(line);
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
@@ -105,6 +117,7 @@ export function spawnServer({ name, port, env }: StartOptions): ServerProcess {
     child,
     pid: child.pid ?? -1,
     output: () => output.slice(-OUTPUT_TAIL),
+    notable: () => notable.join('\n'),
     alive: () => child.exitCode === null && child.signalCode === null,
     exited,
   };

@@ -27,9 +27,21 @@ const isClosedSqliteHandle = (error: unknown) =>
 const CONNECTION_FAILURES = [
   'ECONNREFUSED',
   'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE', // written to a socket the server had just closed
+  'ENOTCONN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN', // the database's host name could not be resolved for now
   'ETIMEDOUT',
   'CONNECT_TIMEOUT',
   'CONNECTION_CLOSED',
+  // SQLSTATE class 08, connection exception: the connection, not the query, failed.
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
   '57P01', // admin_shutdown
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now

@@ -300,9 +300,9 @@ describe.skipIf(Boolean(unavailable))(`database outage of ${OUTAGE_S} s under lo
       });
 
       // The server's whole output, for the post-mortem; the failure message carries its state and tail.
-      writeFileSync(join(CHAOS_ARTIFACTS_DIR, 'outage.pg.server.log'), server!.output());
+      writeFileSync(join(CHAOS_ARTIFACTS_DIR, 'outage.pg.server.log'), `${server!.notable()}\n--- tail ---\n${server!.output()}`);
       const state = server!.alive() ? 'still running' : `exited (code ${server!.child.exitCode}, signal ${server!.child.signalCode})`;
-      expect(failures, `${failures.join('\n')}\n--- server ${state}; output tail (whole: test/artifacts/chaos/outage.pg.server.log) ---\n${server!.output().slice(-3000)}`).toEqual([]);
+      expect(failures, `${failures.join('\n')}\n--- server ${state}; answers 5xx but 503 logged ---\n${server!.notable().slice(0, 6000)}\n--- output tail (whole: test/artifacts/chaos/outage.pg.server.log) ---\n${server!.output().slice(-3000)}`).toEqual([]);
     },
     OUTAGE_S * 1000 + 240_000,
   );
