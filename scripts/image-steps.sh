@@ -221,10 +221,21 @@ run_image() {
   (cd "$IMAGE" && env -i PATH="$PATH" PORT="$port" "${HEALTHCHECK[@]}") || fail "$label: the Dockerfile HEALTHCHECK command failed"
   echo "HEALTHCHECK command -> exit 0"
 
-  local login
-  login="$(curl -s -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
-    -d "{\"username\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" "http://127.0.0.1:$port/login")"
-  [ "$login" = "200" ] || fail "$label: POST /login as admin answered $login"
+  # A 503 asks the client to come back (a process just started may still be warming up on a busy machine): retried a
+  # few times, as a client would. Anything else, or a 503 that lasts, fails with the answer and the server's log.
+  local login attempt body="$WORK/login.json"
+  for attempt in 1 2 3 4 5; do
+    login="$(curl -s -o "$body" -w '%{http_code}' -H 'content-type: application/json' \
+      -d "{\"username\":\"admin\",\"password\":\"$ADMIN_PASSWORD\"}" "http://127.0.0.1:$port/login")"
+    [ "$login" = "503" ] || break
+    echo "POST /login answered 503 (attempt $attempt): $(head -c 300 "$body")"
+    sleep 1
+  done
+  if [ "$login" != "200" ]; then
+    head -c 500 "$body" >&2
+    tail -n 30 "$logfile" >&2
+    fail "$label: POST /login as admin answered $login"
+  fi
   echo "POST /login (admin, ADMIN_PASSWORD) -> 200"
 
   local applied
