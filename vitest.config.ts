@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { configDefaults, defineConfig } from 'vitest/config';
 import { postgresAnswers, testDatabaseUrl } from './test/pg-available.js';
 
@@ -27,6 +28,9 @@ export default defineConfig(async () => {
       include: ['test/**/*.test.ts'],
       // autoload's import() must go through Vite, or Node meets the .ts route files raw.
       server: { deps: { inline: ['@fastify/autoload'] } },
+      // Vitest's default, one worker per core but one, leaves a 2-core machine running one file at a time, while most
+      // files spend their time waiting on PostgreSQL, timers and child processes: two at least.
+      maxWorkers: Math.max(2, availableParallelism() - 1),
       testTimeout: 30_000,
       hookTimeout: 60_000,
       projects: pgUp ? [project('sqlite'), project('pg')] : [project('sqlite')],

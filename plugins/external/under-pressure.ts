@@ -24,11 +24,20 @@ const MEASURE: Record<string, (value: number) => string> = {
  * Load shedding: while the event loop delay (or, when configured, the heap or RSS) is over its threshold, every
  * request but the health probes gets a 503 `service_unavailable` problem with `Retry-After`, built by the root error
  * handler like any other problem. Sampled every UNDER_PRESSURE_SAMPLE_INTERVAL_MS; a threshold of 0 turns its check
- * off. No status route is exposed: `/health/*` and `/status` are Usine's own.
+ * off; the event loop delay counts from the second sample after the app is ready. No status route is exposed: `/health/*` and `/status` are Usine's own.
  */
 export default fp(
   async (fastify) => {
     const c = fastify.config;
+    // The event loop delay is sampled from the moment the plugin is registered: the first samples after the start
+    // measure the start itself (routes compiled, migrations run), not the load. A process that has just become ready
+    // would shed its first requests for that (a fresh replica answering 503 right after its readiness probe passed),
+    // so the delay is not acted on until two samples have been taken entirely after `ready`.
+    let readyAt: number | undefined;
+    fastify.addHook('onReady', async () => {
+      readyAt = performance.now();
+    });
+    const measuresTheStart = () => readyAt === undefined || performance.now() - readyAt < 2 * c.UNDER_PRESSURE_SAMPLE_INTERVAL_MS;
     await fastify.register(underPressure, {
       maxEventLoopDelay: c.UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS,
       maxHeapUsedBytes: c.UNDER_PRESSURE_MAX_HEAP_USED_MB * 1024 * 1024,
@@ -36,6 +45,7 @@ export default fp(
       sampleInterval: c.UNDER_PRESSURE_SAMPLE_INTERVAL_MS,
       exposeStatusRoute: false,
       pressureHandler: async (request, reply, type, value) => {
+        if (type === 'eventLoopDelay' && measuresTheStart()) return;
         const measure = value === undefined ? type : (MEASURE[type]?.(value) ?? `${type} ${value}`);
         request.log.warn({ pressure: type, value }, 'overloaded: request shed');
         reply.header('retry-after', String(c.UNDER_PRESSURE_RETRY_AFTER_S));

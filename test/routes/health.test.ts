@@ -187,4 +187,17 @@ describe(`readiness failures on a separate app (${testDb})`, () => {
     }
     expect(recovered, 'served again after the pressure passed').toBe(true);
   });
+
+  it('does not shed requests for a delay measured in its first two samples after ready (they measure the start)', async () => {
+    const server = await build({ UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '50', UNDER_PRESSURE_SAMPLE_INTERVAL_MS: '1000' });
+    // The loop blocked right after ready, as a process still warming up (a cold cache, a first hash) blocks it.
+    const end = Date.now() + 900;
+    while (Date.now() < end) {
+      // busy
+    }
+    for (let waited = 0; waited < 1500 && !server.isUnderPressure(); waited += 10) await sleep(10);
+    expect(server.isUnderPressure(), 'the blocked loop was sampled as a delay').toBe(true);
+    const response = await server.inject({ method: 'GET', url: '/status' });
+    expect(response.statusCode, response.body).toBe(200);
+  });
 });
