@@ -8,6 +8,7 @@ import postgres from 'postgres';
 import type { DatabaseConfig } from '../config.js';
 import * as pgSchema from './schema/pg.js';
 import * as sqliteSchema from './schema/sqlite.js';
+import { allSync, driveAsync, driveSync, type TransactionScript } from './transaction.js';
 
 /**
  * Repositories are written once, typed against the PostgreSQL flavour of Drizzle. Both schemas have the
@@ -36,6 +37,12 @@ export interface Database {
   lower(value: SQL | AnyColumn): SQL;
   /** PostgreSQL LISTEN/NOTIFY, for events between processes; absent on SQLite (one process owns the file's events). */
   readonly notifications?: Notifications;
+  /**
+   * Runs a transaction script (./transaction.ts) atomically: all its writes or none. SQLite: `BEGIN IMMEDIATE`, so
+   * the script holds the write lock from its first read and no other writer interleaves; PostgreSQL: READ COMMITTED,
+   * where a script that must see the latest committed rows locks what it depends on first (`SELECT … FOR UPDATE`).
+   */
+  transaction<R>(script: TransactionScript<R>): Promise<R>;
   /** Resolves when the database answers a trivial query. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -89,6 +96,10 @@ function createSqlite(path: string): Database {
     now: () => sql`cast(unixepoch('subsec') * 1000 as integer)`,
     nowPlus: (ms) => sql`(cast(unixepoch('subsec') * 1000 as integer) + ${Math.round(ms)})`,
     lower: (value) => sql`usine_lower(${value})`,
+    transaction: async (script) => {
+      const appDb = db as unknown as AppDb;
+      return client.transaction(() => driveSync(script(appDb), allSync)).immediate();
+    },
     ping: async () => {
       db.run(sql`select 1`);
     },
@@ -97,6 +108,12 @@ function createSqlite(path: string): Database {
     },
   };
 }
+
+/**
+ * Connections for transactions, on top of DATABASE_POOL_MAX's for single statements: half as many, at least one. A
+ * transaction holds its connection for a few statements; the build engine's are the only ones.
+ */
+export const transactionPoolMax = (poolMax: number) => Math.max(1, Math.ceil(poolMax / 2));
 
 /** postgres.js reads `max_pipeline` (queries sent ahead on a busy connection, 100 by default), but its types omit it. */
 export type PostgresOptions = postgres.Options<Record<string, postgres.PostgresType>> & { max_pipeline?: number };
@@ -121,6 +138,14 @@ function createPostgres(url: string, { connectTimeoutS = 5, poolMax = 10 }: Conn
   };
   const client = postgres(url, options);
   const db = drizzlePg(client, { schema: pgSchema });
+  // Transactions get a pool of their own. postgres.js 3.4.9 claims a connection for a transaction (begin(), and
+  // reserve() once no connection is idle) only where it may send a query ahead on it: with max_pipeline: 0, begin()
+  // fails with UNSAFE_TRANSACTION and reserve() waits forever on a new connection. This pool's connections are either
+  // idle or held by one transaction, so none is ever busy with another caller's query: the queue of busy connections
+  // that pipelining wears out (above) is never used here.
+  const transactionOptions: PostgresOptions = { ...options, max: transactionPoolMax(poolMax), max_pipeline: 1 };
+  const transactionClient = postgres(url, transactionOptions);
+  const transactionDb = drizzlePg(transactionClient);
   return {
     dialect: 'pg',
     db,
@@ -128,6 +153,8 @@ function createPostgres(url: string, { connectTimeoutS = 5, poolMax = 10 }: Conn
     now: () => sql`clock_timestamp()`,
     nowPlus: (ms) => sql`(clock_timestamp() + ${Math.round(ms)} * interval '1 millisecond')`,
     lower: (value) => sql`lower(${value})`,
+    // Drizzle's transaction object is the same query builder, bound to the transaction's connection.
+    transaction: (script) => transactionDb.transaction((tx) => driveAsync(script(tx as unknown as AppDb))),
     notifications: {
       listen: async (channel, onPayload) => {
         const { unlisten } = await client.listen(channel, onPayload);
@@ -141,7 +168,7 @@ function createPostgres(url: string, { connectTimeoutS = 5, poolMax = 10 }: Conn
       await client`select 1`;
     },
     close: async () => {
-      await client.end({ timeout: 5 });
+      await Promise.all([client.end({ timeout: 5 }), transactionClient.end({ timeout: 5 })]);
     },
   };
 }

@@ -55,6 +55,9 @@ export const ResolvedJob = Type.Object(
 );
 export type ResolvedJob = Static<typeof ResolvedJob>;
 
+/** What a job's simulated run needs beyond its place in the graph: stored with each job row (`jobs.spec`). */
+export type JobSpec = Pick<ResolvedJob, 'job' | 'script' | 'duration_s' | 'fail_rate' | 'artifacts' | 'parallel'>;
+
 export interface ResolveOptions {
   /** `fail_rate` of the jobs that name none: the server's BUILD_FAIL_RATE. */
   defaultFailRate: number;

@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import { blob, index, integer, real, sqliteTable, text, uniqueIndex, type AnySQLiteColumn } from 'drizzle-orm/sqlite-core';
 
 import type { PipelineDefinition } from '../../pipelines/definition.js';
+import type { JobSpec } from '../../pipelines/resolve.js';
 
 // Keep table and column names identical to ./pg.ts: repositories are written once against that file.
 const timestampMs = (name: string) => integer(name, { mode: 'timestamp_ms' });
@@ -72,6 +73,55 @@ export const builds = sqliteTable(
     uniqueIndex('builds_idempotency_caller_uq')
       .on(table.project_id, table.idempotency_user_id, table.idempotency_key)
       .where(sql`${table.idempotency_key} is not null`),
+  ],
+);
+
+/**
+ * A build's jobs, one row per attempt: a retried job keeps its row (`retried`), and its new attempt is a new row. Rows
+ * are written at trigger time from the project's pipeline as resolved then (src/pipelines/resolve.ts), in pipeline
+ * order (`position`): they are the build's snapshot, which later edits of the pipeline never reach.
+ * src/pipelines/progress.ts decides every status change after that.
+ */
+export const jobs = sqliteTable(
+  'jobs',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    build_id: integer('build_id')
+      .notNull()
+      .references(() => builds.id, { onDelete: 'cascade' }),
+    /** Pipeline order within the build: stage order, then the order jobs are listed in. Attempts share it. */
+    position: integer('position').notNull(),
+    name: text('name').notNull(),
+    stage: text('stage').notNull(),
+    needs: text('needs', { mode: 'json' }).$type<string[]>().notNull(),
+    when: text('when', { enum: ['on_success', 'on_failure', 'always', 'manual'] }).notNull(),
+    allow_failure: integer('allow_failure', { mode: 'boolean' }).notNull(),
+    /** How its simulated run behaves: script lines, duration range, fail rate, artifacts, parallel copy. */
+    spec: text('spec', { mode: 'json' }).$type<JobSpec>().notNull(),
+    status: text('status', { enum: ['created', 'queued', 'running', 'success', 'fail', 'canceled', 'skipped', 'manual'] }).notNull(),
+    attempt: integer('attempt').notNull().default(1),
+    retry_of: integer('retry_of').references((): AnySQLiteColumn => jobs.id, { onDelete: 'set null' }),
+    /** True once a newer attempt of the same job exists: the graph then follows that one. */
+    retried: integer('retried', { mode: 'boolean' }).notNull().default(false),
+    /** The worker that ran (or runs) it: kept after the lease is released. */
+    worker: text('worker'),
+    duration_s: real('duration_s'),
+    logs: text('logs').notNull().default(''),
+    created_at: createdAt(),
+    started_at: timestampMs('started_at'),
+    finished_at: timestampMs('finished_at'),
+    lease_owner: text('lease_owner'),
+    lease_expires_at: timestampMs('lease_expires_at'),
+    /** Claims of this attempt, against BUILD_MAX_ATTEMPTS (a take-over after a crash is a claim, not an attempt). */
+    claims: integer('claims').notNull().default(0),
+  },
+  (table) => [
+    // One current attempt per name within a build; older attempts step aside.
+    uniqueIndex('jobs_build_name_current_uq').on(table.build_id, table.name).where(sql`not ${table.retried}`),
+    index('jobs_build_position_idx').on(table.build_id, table.position, table.attempt),
+    index('jobs_queued_idx').on(table.id).where(sql`${table.status} = 'queued'`),
+    index('jobs_running_lease_idx').on(table.lease_expires_at).where(sql`${table.status} = 'running'`),
+    index('jobs_retry_of_idx').on(table.retry_of).where(sql`${table.retry_of} is not null`),
   ],
 );
 
