@@ -86,70 +86,110 @@ function failingStep(random: Random): StepName {
   return 'package';
 }
 
+/** The numbers a step's story prints, drawn once per run (see `drawStepDetails`). */
+export interface StepDetails {
+  /** `added N packages`: 80–900. */
+  packages: number;
+  /** Test suites: 3–9. */
+  suites: number;
+  /** Tests in each suite: 4–20. */
+  testsPerSuite: number;
+  /** Failed tests, all in the last suite: 0 unless the test step fails, then 1 to half a suite. */
+  failedTests: number;
+}
+
+/**
+ * Draws a story's numbers, four or three draws in this order: packages, suites, tests per suite, then failed tests
+ * only when `testFails`. Shared by `planRun` and the job simulator, so that both tell the same story.
+ */
+export function drawStepDetails(random: Random, testFails: boolean): StepDetails {
+  const packages = between(random, 80, 900);
+  const suites = between(random, 3, 9);
+  const testsPerSuite = between(random, 4, 20);
+  // Failures all land in the last suite, so there can be no more of them than it has tests.
+  const failedTests = testFails ? between(random, 1, Math.max(1, Math.floor(testsPerSuite / 2))) : 0;
+  return { packages, suites, testsPerSuite, failedTests };
+}
+
+/**
+ * The lines one step prints, from `==> Step <name>` to `✓ Step <name> passed` or, when it `fails`, its error and
+ * `✗ Step <name> failed: <why>`: spread over `length` simulated seconds from `start`, each due at
+ * `start + length × fraction` rounded to the hundredth (the last one at `start + length`). Pure, draws nothing.
+ */
+export function stepLines(
+  step: StepName,
+  subject: RunSubject,
+  details: StepDetails,
+  fails: boolean,
+  start: number,
+  length: number,
+): PlannedLine[] {
+  const { build, project } = subject;
+  const { packages, suites, testsPerSuite, failedTests } = details;
+  const totalTests = suites * testsPerSuite;
+  const shortSha = build.commit_sha.slice(0, 7);
+  const lines: PlannedLine[] = [];
+  const at = (fraction: number) => round2(start + length * fraction);
+  const say = (fraction: number, text: string) => lines.push({ at_s: at(fraction), text });
+  say(0, `==> Step ${step}`);
+  if (step === 'checkout') {
+    say(0.05, `$ git clone --branch ${build.branch} ${project.repo} ${project.name}`);
+    if (fails) {
+      say(0.6, `fatal: could not read from remote repository ${project.repo}: connection reset by peer`);
+    } else {
+      say(0.6, `$ git checkout ${build.commit_sha}`);
+      say(0.95, `HEAD is now at ${shortSha} on ${build.branch}`);
+    }
+  } else if (step === 'install') {
+    say(0.05, '$ npm ci');
+    if (fails) say(0.7, 'npm error code ETARGET: no matching version found for left-pad@^9.9.9');
+    else say(0.95, `added ${packages} packages in ${round2(length)}s`);
+  } else if (step === 'test') {
+    say(0.02, '$ npm test');
+    for (let suite = 1; suite <= suites; suite++) {
+      const failedHere = suite === suites ? failedTests : 0;
+      const mark = failedHere > 0 ? '✗' : '✓';
+      say((suite / suites) * 0.9, `${mark} suite ${suite}/${suites}: ${testsPerSuite - failedHere} passed, ${failedHere} failed`);
+    }
+    say(0.97, `Tests: ${totalTests - failedTests} passed, ${failedTests} failed, ${totalTests} total`);
+  } else {
+    say(0.05, `$ tar -czf ${artifactName(project.name, build.number)} build-info.json build.log`);
+    if (fails) say(0.8, 'tar: write error: no space left on device');
+  }
+  if (fails) {
+    const why =
+      step === 'test'
+        ? `${failedTests} of ${totalTests} tests failed`
+        : step === 'install'
+          ? 'a dependency could not be resolved'
+          : step === 'checkout'
+            ? 'the repository could not be fetched'
+            : 'the artifact could not be written';
+    say(1, `✗ Step ${step} failed: ${why}`);
+  } else {
+    say(1, `✓ Step ${step} passed`);
+  }
+  return lines;
+}
+
 /**
  * Plans a whole run up front: duration, outcome (BUILD_FAIL_RATE), the failing step and every log line with the
  * simulated second it is due. Pure: a seeded random source gives the same plan every time.
  */
 export function planRun(subject: RunSubject, failRate: number, random: Random): RunPlan {
-  const { build, project } = subject;
   const planned_s = round2(MIN_DURATION_S + random() * (MAX_DURATION_S - MIN_DURATION_S));
   const outcome = random() < failRate ? 'fail' : 'success';
   const failed_step = outcome === 'fail' ? failingStep(random) : undefined;
-  const packages = between(random, 80, 900);
-  const suites = between(random, 3, 9);
-  const testsPerSuite = between(random, 4, 20);
-  const totalTests = suites * testsPerSuite;
-  // Failures all land in the last suite, so there can be no more of them than it has tests.
-  const failedTests = failed_step === 'test' ? between(random, 1, Math.max(1, Math.floor(testsPerSuite / 2))) : 0;
-  const shortSha = build.commit_sha.slice(0, 7);
+  const details = drawStepDetails(random, failed_step === 'test');
 
   const lines: PlannedLine[] = [];
   let start = 0;
   for (const step of STEPS) {
     const length = planned_s * step.share;
-    const at = (fraction: number) => round2(start + length * fraction);
-    const say = (fraction: number, text: string) => lines.push({ at_s: at(fraction), text });
     const fails = failed_step === step.name;
-    say(0, `==> Step ${step.name}`);
-    if (step.name === 'checkout') {
-      say(0.05, `$ git clone --branch ${build.branch} ${project.repo} ${project.name}`);
-      if (fails) {
-        say(0.6, `fatal: could not read from remote repository ${project.repo}: connection reset by peer`);
-      } else {
-        say(0.6, `$ git checkout ${build.commit_sha}`);
-        say(0.95, `HEAD is now at ${shortSha} on ${build.branch}`);
-      }
-    } else if (step.name === 'install') {
-      say(0.05, '$ npm ci');
-      if (fails) say(0.7, 'npm error code ETARGET: no matching version found for left-pad@^9.9.9');
-      else say(0.95, `added ${packages} packages in ${round2(length)}s`);
-    } else if (step.name === 'test') {
-      say(0.02, '$ npm test');
-      for (let suite = 1; suite <= suites; suite++) {
-        const failedHere = suite === suites ? failedTests : 0;
-        const mark = failedHere > 0 ? '✗' : '✓';
-        say((suite / suites) * 0.9, `${mark} suite ${suite}/${suites}: ${testsPerSuite - failedHere} passed, ${failedHere} failed`);
-      }
-      say(0.97, `Tests: ${totalTests - failedTests} passed, ${failedTests} failed, ${totalTests} total`);
-    } else {
-      say(0.05, `$ tar -czf ${artifactName(project.name, build.number)} build-info.json build.log`);
-      if (fails) say(0.8, 'tar: write error: no space left on device');
-    }
-    if (fails) {
-      const why =
-        step.name === 'test'
-          ? `${failedTests} of ${totalTests} tests failed`
-          : step.name === 'install'
-            ? 'a dependency could not be resolved'
-            : step.name === 'checkout'
-              ? 'the repository could not be fetched'
-              : 'the artifact could not be written';
-      say(1, `✗ Step ${step.name} failed: ${why}`);
-      start += length;
-      break;
-    }
-    say(1, `✓ Step ${step.name} passed`);
+    lines.push(...stepLines(step.name, subject, details, fails, start, length));
     start += length;
+    if (fails) break;
   }
   // Where the last step that ran ended: the time of the run's last line (the whole plan for a successful run).
   return { outcome, planned_s, duration_s: round2(start), failed_step, lines };
