@@ -108,7 +108,8 @@ export interface paths {
          *
          *     A stream ends early, with an `end` event that says why, within about a second of its caller's access ending:
          *     `{"status": "<status then>", "reason": "session_revoked"}` (logout, password change, refresh-token reuse) or
-         *     `"reason": "user_deleted"`; its `id:` is where to resume (after logging in again). `reason` appears only then.
+         *     `"reason": "user_deleted"`, and when the access token it was opened with expires (`"reason": "token_expired"`); its
+         *     `id:` is where to resume (with a fresh token). `reason` appears only then.
          *
          *     Each user may hold SSE_MAX_STREAMS_PER_USER streams open (default 50), and the server SSE_MAX_STREAMS in all
          *     (default 1000, per replica); one more is refused with 429 and `Retry-After`: close a stream, or poll the plain text

@@ -12,6 +12,8 @@ export interface Caller {
   role: Role;
   /** The refresh-token family (login session) of the access token used: what `POST /logout` revokes. */
   familyId: string;
+  /** When the access token used expires, in milliseconds since the epoch: what a long-lived response may not outlive. */
+  expiresAt: number;
 }
 
 declare module 'fastify' {
@@ -45,7 +47,7 @@ export default fp(
     const verifiedTokens = new VerifiedTokens<VerifiedAccessClaims>();
 
     /** The user and session of the request's verified access token, or the 401 to answer. */
-    function accessClaims(request: FastifyRequest): { userId: number; familyId: string } | Error {
+    function accessClaims(request: FastifyRequest): { userId: number; familyId: string; expiresAt: number } | Error {
       const token = bearerToken(request.headers.authorization);
       if (typeof token !== 'string') return unauthorized(token.refused);
       let claims = verifiedTokens.get(token);
@@ -64,12 +66,12 @@ export default fp(
       if (claims.typ !== 'access' || !Number.isSafeInteger(id) || typeof claims.fid !== 'string' || claims.fid === '') {
         return unauthorized('Not an access token');
       }
-      return { userId: id, familyId: claims.fid };
+      return { userId: id, familyId: claims.fid, expiresAt: claims.exp * 1000 };
     }
 
     const revoked = () => unauthorized('The user of this token no longer exists or its session was revoked');
-    const setCaller = (request: FastifyRequest, user: ActiveCaller, familyId: string) => {
-      request.caller = { id: user.id, username: user.username, role: user.role, familyId };
+    const setCaller = (request: FastifyRequest, user: ActiveCaller, familyId: string, expiresAt: number) => {
+      request.caller = { id: user.id, username: user.username, role: user.role, familyId, expiresAt };
     };
 
     /**
@@ -80,16 +82,16 @@ export default fp(
     function identify(request: FastifyRequest, then: (error?: Error) => void): void {
       const token = accessClaims(request);
       if (token instanceof Error) return then(token);
-      const { userId, familyId } = token;
+      const { userId, familyId, expiresAt } = token;
       const hit = callerCache.cached(userId, familyId);
       if (hit) {
-        setCaller(request, hit, familyId);
+        setCaller(request, hit, familyId, expiresAt);
         return then();
       }
       callerCache.find(userId, familyId).then(
         (user) => {
           if (!user) return then(revoked());
-          setCaller(request, user, familyId);
+          setCaller(request, user, familyId, expiresAt);
           then();
         },
         (error: Error) => then(error),

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { linesFrom, logBytes, parseByteRange, sliceFrom } from '../../src/builds/log-slice.js';
-import { CallerWatch, type WatchedCaller } from '../../src/http/caller-watch.js';
+import { CallerWatch, type AccessEndReason, type WatchedCaller } from '../../src/http/caller-watch.js';
 import { acceptsEventStream, SSE_HEADERS, SseStream } from '../../src/http/sse.js';
 import { isRefusal, StreamQuota, type StreamSlot } from '../../src/http/stream-quota.js';
 import { isTerminal } from '../../src/repositories/builds.js';
@@ -96,7 +96,8 @@ sent every SSE_KEEPALIVE_S seconds. A build that goes back to the queue (its wor
 
 A stream ends early, with an \`end\` event that says why, within about a second of its caller's access ending:
 \`{"status": "<status then>", "reason": "session_revoked"}\` (logout, password change, refresh-token reuse) or
-\`"reason": "user_deleted"\`; its \`id:\` is where to resume (after logging in again). \`reason\` appears only then.
+\`"reason": "user_deleted"\`, and when the access token it was opened with expires (\`"reason": "token_expired"\`); its
+\`id:\` is where to resume (with a fresh token). \`reason\` appears only then.
 
 Each user may hold SSE_MAX_STREAMS_PER_USER streams open (default 50), and the server SSE_MAX_STREAMS in all
 (default 1000, per replica); one more is refused with 429 and \`Retry-After\`: close a stream, or poll the plain text
@@ -146,7 +147,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   interface Follower {
     /** The build's status when the request read it. */
     status: BuildStatusValue;
-    caller: WatchedCaller;
+    caller: WatchedCaller & { expiresAt: number };
     /** The stream's place in the quota, given back when the stream ends, for whatever reason. */
     slot: StreamSlot;
     log: { warn(obj: object, msg: string): void };
@@ -207,14 +208,21 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     });
     const poll = setInterval(() => void pump(), POLL_MS);
     // Lines already sent stay sent; the `end` event says why nothing more comes, and `id:` where to resume.
-    const unwatch = callers.watch(caller, (reason) => {
+    const accessEnded = (reason: AccessEndReason) => {
+      if (!sse.isOpen) return;
       sse.send({ event: 'end', id: cursor, data: JSON.stringify({ status: lastStatus, reason }) });
       sse.end();
-    });
+    };
+    const unwatch = callers.watch(caller, accessEnded);
+    // The access token was checked once, when the stream opened: the stream ends when it expires, as a request made
+    // with it then would be refused. The client resumes with a fresh token and `Last-Event-ID`.
+    // (A timer longer than 2^31 - 1 ms would fire at once: such a token outlives any stream that a restart ends.)
+    const expiry = setTimeout(() => accessEnded('token_expired'), Math.min(2 ** 31 - 1, Math.max(0, caller.expiresAt - Date.now())));
     open.add(sse);
     sse.onClose(() => {
       unsubscribe();
       unwatch();
+      clearTimeout(expiry);
       clearInterval(poll);
       open.delete(sse);
       slot.release();

@@ -11,8 +11,8 @@
  * an invalidation is lost (the cache's time to live then bounds the delay) or the cache is off.
  */
 
-/** Why a caller's access ended. */
-export type AccessEndReason = 'session_revoked' | 'user_deleted';
+/** Why a caller's access ended (`token_expired`: the access token the stream was opened with, see routes/build-logs). */
+export type AccessEndReason = 'session_revoked' | 'user_deleted' | 'token_expired';
 
 export interface WatchedCaller {
   id: number;

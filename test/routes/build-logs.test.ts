@@ -624,6 +624,19 @@ describe(`GET /builds/:id/logs stream of a caller whose access ends (${testDb})`
     expect(end).toEqual({ id: '0', data: { status: 'queued', reason: 'session_revoked' } });
   });
 
+  it('ends the stream with `end` {reason: token_expired} when the access token it was opened with expires', async () => {
+    const viewer = await newUser(server.app, server.token);
+    // The viewer's own claims (its live session), in a token that expires two seconds from now.
+    const { sub, fid, typ } = server.app.jwt.decode<{ sub: string; fid: string; typ: string }>(viewer.token)!;
+    const shortLived = server.app.jwt.sign({ sub, fid, typ }, { expiresIn: '2s' });
+    const end = await cutBy({ auth: { authorization: `Bearer ${shortLived}` } }, async () => {});
+    expect(end).toEqual({ id: '0', data: { status: 'queued', reason: 'token_expired' } });
+    // The session itself lives on: a fresh token of it streams again.
+    const again = await openEventStream(`${server.base}/builds/${buildId}/logs`, viewer.auth, { transport: 'http' });
+    expect(again.response.status).toBe(200);
+    again.abort();
+  });
+
   it('ends the stream with `end` {reason: user_deleted} when the user is deleted', async () => {
     const viewer = await newUser(server.app, server.token);
     const end = await cutBy(viewer, async () => {
