@@ -1,3 +1,4 @@
+import type { AccessTokenClaims } from '../../plugins/external/jwt.js';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { linesFrom, parseByteRange } from '../../src/builds/log-slice.js';
@@ -627,8 +628,8 @@ describe(`GET /builds/:id/logs stream of a caller whose access ends (${testDb})`
   it('ends the stream with `end` {reason: token_expired} when the access token it was opened with expires', async () => {
     const viewer = await newUser(server.app, server.token);
     // The viewer's own claims (its live session), in a token that expires two seconds from now.
-    const { sub, fid, typ } = server.app.jwt.decode<{ sub: string; fid: string; typ: string }>(viewer.token)!;
-    const shortLived = server.app.jwt.sign({ sub, fid, typ }, { expiresIn: '2s' });
+    const { iat: _iat, exp: _exp, iss: _iss, aud: _aud, ...claims } = server.app.jwt.decode<AccessTokenClaims & Record<'iat' | 'exp' | 'iss' | 'aud', unknown>>(viewer.token)!;
+    const shortLived = server.app.jwt.sign(claims, { expiresIn: '2s' });
     const end = await cutBy({ auth: { authorization: `Bearer ${shortLived}` } }, async () => {});
     expect(end).toEqual({ id: '0', data: { status: 'queued', reason: 'token_expired' } });
     // The session itself lives on: a fresh token of it streams again.
