@@ -45,6 +45,11 @@ export const EnvSchema = Type.Object({
   BUILD_FAIL_RATE: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
   /** Build workers in this process; 0 runs none (an API-only replica: builds wait for another process). */
   BUILD_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 64, default: 4 }),
+  /**
+   * What a build runs: `builds`, the four-step build of one worker (today's default), or `jobs`, the project's pipeline
+   * as jobs claimed by any worker (issue #16, being completed: the default once it is).
+   */
+  PIPELINE_ENGINE: Type.Union([Type.Literal('builds'), Type.Literal('jobs')], { default: 'builds' }),
   /** Wall time per simulated second: 1 = real time, 0.1 = ten times faster, 0 = instant (the seed's behaviour). */
   BUILD_TIME_SCALE: Type.Number({ minimum: 0, maximum: 100, default: 1 }),
   /** Any text: runs become reproducible (the same project and build number draw the same duration and outcome). */

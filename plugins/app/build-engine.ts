@@ -1,13 +1,17 @@
+import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { createLocalEventBus, createPgEventBus, type BuildEventBus } from '../../src/builds/events.js';
+import { JobEngine } from '../../src/builds/job-engine.js';
 import { BuildWorkerPool } from '../../src/builds/worker-pool.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Build events heard by this process: its own and, on PostgreSQL, every other replica's (LISTEN/NOTIFY). */
     buildEvents: BuildEventBus;
-    /** This process's build workers. */
-    buildWorkers: BuildWorkerPool;
+    /** This process's build workers: the four-step builds' pool, or the job engine's (PIPELINE_ENGINE). */
+    buildWorkers: Pick<BuildWorkerPool, 'busy' | 'wake' | 'start' | 'stop' | 'ownerPrefix'>;
+    /** The job engine, which runs builds as jobs and owns every change of their status; null with PIPELINE_ENGINE=builds. */
+    jobEngine: JobEngine | null;
   }
 }
 
@@ -24,26 +28,28 @@ export default fp(
       : createLocalEventBus();
     fastify.decorate('buildEvents', events);
 
-    const workers = new BuildWorkerPool({
+    const common = {
       concurrency: config.BUILD_CONCURRENCY,
       timeScale: config.BUILD_TIME_SCALE,
       leaseMs: config.BUILD_LEASE_S * 1000,
       maxAttempts: config.BUILD_MAX_ATTEMPTS,
       drainMs: config.BUILD_DRAIN_S * 1000,
-      failRate: config.BUILD_FAIL_RATE,
       seed: config.BUILD_SEED,
-      builds: fastify.buildsRepository,
-      projects: fastify.projectsRepository,
       artifacts: fastify.artifactsRepository,
       events,
       databaseAvailable: () => fastify.databaseAvailability.available,
       log: fastify.log.child({ component: 'build-workers' }),
-      onBusyChange: (busy, idle) => {
+      onBusyChange: (busy: number, idle: number) => {
         fastify.metrics?.buildWorkers.set({ state: 'busy' }, busy);
         fastify.metrics?.buildWorkers.set({ state: 'idle' }, idle);
       },
-    });
+    };
+    const jobEngine = config.PIPELINE_ENGINE === 'jobs' ? new JobEngine({ ...common, jobs: fastify.jobsRepository }) : null;
+    const workers: FastifyInstance['buildWorkers'] =
+      jobEngine ??
+      new BuildWorkerPool({ ...common, failRate: config.BUILD_FAIL_RATE, builds: fastify.buildsRepository, projects: fastify.projectsRepository });
     fastify.decorate('buildWorkers', workers);
+    fastify.decorate('jobEngine', jobEngine);
     fastify.databaseAvailability.on('change', (available) => {
       if (available) workers.wake();
     });

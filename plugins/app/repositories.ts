@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin';
 import { createArtifactsRepository, type ArtifactsRepository } from '../../src/repositories/artifacts.js';
 import { createBuildsRepository, type BuildsRepository } from '../../src/repositories/builds.js';
+import { createJobsRepository, type JobsRepository } from '../../src/repositories/jobs.js';
 import { createPipelinesRepository, type PipelinesRepository } from '../../src/repositories/pipelines.js';
 import { createProjectsRepository, type ProjectsRepository } from '../../src/repositories/projects.js';
 import { createRefreshTokensRepository, type RefreshTokensRepository } from '../../src/repositories/refresh-tokens.js';
@@ -12,6 +13,7 @@ declare module 'fastify' {
     projectsRepository: ProjectsRepository;
     pipelinesRepository: PipelinesRepository;
     buildsRepository: BuildsRepository;
+    jobsRepository: JobsRepository;
     artifactsRepository: ArtifactsRepository;
     refreshTokensRepository: RefreshTokensRepository;
   }
@@ -25,6 +27,7 @@ export default fp(
     fastify.decorate('projectsRepository', createProjectsRepository(fastify.database));
     fastify.decorate('pipelinesRepository', createPipelinesRepository(fastify.database));
     fastify.decorate('buildsRepository', createBuildsRepository(fastify.database));
+    fastify.decorate('jobsRepository', createJobsRepository(fastify.database));
     fastify.decorate('artifactsRepository', createArtifactsRepository(fastify.database));
     fastify.decorate('refreshTokensRepository', createRefreshTokensRepository(fastify.database, { onAuthChange }));
   },

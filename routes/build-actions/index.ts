@@ -7,6 +7,9 @@ import { BODY_ERRORS, problemResponses } from '../../src/schemas/responses.js';
 
 const BuildIdParams = idParams('Build identifier');
 
+/** The list, or undefined when it is empty (a build made before it had jobs: its retry runs the pipeline as it is now). */
+const nonEmpty = async <T>(list: Promise<T[]>) => ((await list).length > 0 ? list : undefined);
+
 /** POST /builds/:id/cancel and /builds/:id/retry: the moves a user makes on an existing build. */
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const canWrite = { onRequest: fastify.requireRole('maintainer') };
@@ -40,6 +43,12 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request) => {
       const { id } = request.params;
+      if (fastify.jobEngine) {
+        const settled = await fastify.jobEngine.cancelBuild(id, request.caller.username);
+        const build = await findOr404(id);
+        if (!settled) throw fastify.httpErrors.conflict(`Build ${id} is already ${build.status}: only queued or running builds can be canceled`);
+        return build;
+      }
       const line = `[usine] Build canceled by ${request.caller.username} at ${new Date().toISOString()}\n`;
       const canceled = await fastify.buildsRepository.cancel(id, line, fastify.config.BUILD_TIME_SCALE);
       if (!canceled) {
@@ -86,7 +95,11 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           triggered_by: request.caller.username,
           retry_of: original.id,
         },
-        { setHeader: (name, value) => void reply.header(name, value) },
+        {
+          setHeader: (name, value) => void reply.header(name, value),
+          // The jobs engine runs the original's snapshot again: its jobs as planned, whatever the pipeline is now.
+          jobs: fastify.jobEngine ? await nonEmpty(fastify.jobsRepository.plansOf(original.id)) : undefined,
+        },
       );
       reply.code(201).header('location', `/builds/${build.id}`);
       return build;

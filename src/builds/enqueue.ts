@@ -1,5 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { defaultPipeline } from '../pipelines/default.js';
+import { resolvePipeline } from '../pipelines/resolve.js';
 import type { BuildRow, NewBuild } from '../repositories/builds.js';
+import type { JobPlan } from '../repositories/jobs.js';
 
 export interface Enqueued {
   build: BuildRow;
@@ -18,14 +21,23 @@ const QUEUE_FULL_RETRY_AFTER_S = 10;
 export async function enqueueBuild(
   fastify: FastifyInstance,
   build: NewBuild,
-  options: { idempotency?: { key: string; userId: number }; requested?: { branch?: string; commit_sha?: string }; setHeader: (name: string, value: string) => void },
+  options: {
+    idempotency?: { key: string; userId: number };
+    requested?: { branch?: string; commit_sha?: string };
+    setHeader: (name: string, value: string) => void;
+    /** The jobs to run (PIPELINE_ENGINE=jobs): a retried build's own; by default the project's pipeline now. */
+    jobs?: JobPlan[];
+  },
 ): Promise<Enqueued> {
-  const { config, buildsRepository, httpErrors } = fastify;
-  const result = await buildsRepository.create(build, {
-    queueLimit: config.BUILD_QUEUE_LIMIT,
-    idempotency: options.idempotency,
-    idempotencyTtlS: config.IDEMPOTENCY_TTL_S,
-  });
+  const { config, buildsRepository, jobsRepository, httpErrors } = fastify;
+  // PIPELINE_ENGINE=jobs: the build's jobs are written with it, from the snapshot given (a retry's) or the project's
+  // pipeline as it is now.
+  const plans = config.PIPELINE_ENGINE === 'jobs' ? (options.jobs ?? (await pipelineJobs(fastify, build.project_id))) : undefined;
+  const result = await buildsRepository.create(
+    build,
+    { queueLimit: config.BUILD_QUEUE_LIMIT, idempotency: options.idempotency, idempotencyTtlS: config.IDEMPOTENCY_TTL_S },
+    plans && ((tx, buildId) => jobsRepository.planSteps(tx, buildId, plans)),
+  );
   switch (result.outcome) {
     case 'project_missing':
       throw httpErrors.notFound(`Project ${build.project_id} does not exist`);
@@ -49,4 +61,11 @@ export async function enqueueBuild(
       fastify.buildEvents.publish({ type: 'queued', build_id: result.build.id });
       return { build: result.build, replayed: false };
   }
+}
+
+/** The project's pipeline (its own definition, or the default one) resolved to the jobs a new build runs. */
+async function pipelineJobs(fastify: FastifyInstance, projectId: number): Promise<JobPlan[]> {
+  const failRate = fastify.config.BUILD_FAIL_RATE;
+  const definition = (await fastify.pipelinesRepository.get(projectId)) ?? defaultPipeline(failRate);
+  return resolvePipeline(definition, { defaultFailRate: failRate });
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Notifications } from '../db/client.js';
+import type { JobStatus } from '../pipelines/progress.js';
 import type { BuildStatusValue } from '../schemas/build.js';
 
 /**
@@ -9,10 +10,12 @@ import type { BuildStatusValue } from '../schemas/build.js';
  *
  * - `queued`: a build waits; idle workers wake up and try to claim.
  * - `changed`: a build's log grew or its status moved (to running, a terminal status, or back to queued).
+ * - `job`: a job's status moved (PIPELINE_ENGINE=jobs): the worker running a job that is canceled stops it.
  */
 export type BuildEvent =
   | { type: 'queued'; build_id: number }
-  | { type: 'changed'; build_id: number; status: BuildStatusValue };
+  | { type: 'changed'; build_id: number; status: BuildStatusValue }
+  | { type: 'job'; job_id: number; build_id: number; status: JobStatus };
 
 export type BuildEventListener = (event: BuildEvent) => void;
 
@@ -53,7 +56,9 @@ const isEvent = (event: unknown): event is BuildEvent =>
   typeof event === 'object' &&
   event !== null &&
   typeof (event as BuildEvent).build_id === 'number' &&
-  ((event as BuildEvent).type === 'queued' || (event as BuildEvent).type === 'changed');
+  ((event as BuildEvent).type === 'queued' ||
+    (event as BuildEvent).type === 'changed' ||
+    ((event as BuildEvent).type === 'job' && typeof (event as { job_id?: unknown }).job_id === 'number'));
 
 /** A NOTIFY payload: the sending process's tag, and the events it published since its previous NOTIFY. */
 interface Envelope {

@@ -56,7 +56,7 @@ export class BuildWorkerPool {
     if (this.options.concurrency === 0) return;
     this.unsubscribe = this.options.events.subscribe((event) => {
       if (event.type === 'queued') this.wake();
-      else if (event.status !== 'running') this.running.get(event.build_id)?.abort(new Error(`now ${event.status}`));
+      else if (event.type === 'changed' && event.status !== 'running') this.running.get(event.build_id)?.abort(new Error(`now ${event.status}`));
     });
     const sweepEvery = Math.max(250, this.options.leaseMs / 2);
     this.sweeper = setInterval(() => void this.recoverExpiredLeases(), sweepEvery);

@@ -1,7 +1,8 @@
 import { and, asc, count, desc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm';
-import type { Database } from '../db/client.js';
+import type { AppDb, Database } from '../db/client.js';
 import { isForeignKeyViolation, isNotNullViolation } from '../db/errors.js';
 import { qualified } from '../db/qualified.js';
+import { step, type Query } from '../db/transaction.js';
 import { BUILD_STATUSES, type BuildStatusValue } from '../schemas/build.js';
 
 export interface NewBuild {
@@ -200,7 +201,12 @@ export function createBuildsRepository(database: Database) {
      * with a fresh view, which also re-counts the queue. The partial unique (project_id, idempotency_user_id,
      * idempotency_key) index makes a replayed key return the build its sender's first request created.
      */
-    async create(build: NewBuild, options: CreateOptions): Promise<CreateResult<typeof builds.$inferSelect>> {
+    async create(
+      build: NewBuild,
+      options: CreateOptions,
+      /** Steps that write the build's jobs (PIPELINE_ENGINE=jobs), run in the same transaction as the insert. */
+      planJobs?: (tx: AppDb, buildId: number) => Generator<Query<unknown>, unknown, unknown>,
+    ): Promise<CreateResult<typeof builds.$inferSelect>> {
       const { idempotency } = options;
       if (idempotency) {
         // A key older than its time to live is forgotten, so that it can name a new build.
@@ -213,20 +219,29 @@ export function createBuildsRepository(database: Database) {
       }
       const projectWithRoom = sql<number>`(select ${qualified(projects.id)} from ${projects} where ${qualified(projects.id)} = ${build.project_id} and (select count(*) from ${builds} where ${qualified(builds.project_id)} = ${build.project_id} and ${qualified(builds.status)} = 'queued') < ${options.queueLimit})`;
       const nextNumber = sql<number>`(select coalesce(max(${qualified(builds.number)}), 0) + 1 from ${builds} where ${qualified(builds.project_id)} = ${build.project_id})`;
+      const insert = (tx: AppDb) =>
+        tx
+          .insert(builds)
+          .values({
+            ...build,
+            project_id: projectWithRoom,
+            number: nextNumber,
+            status: 'queued',
+            idempotency_key: idempotency?.key ?? null,
+            idempotency_user_id: idempotency?.userId ?? null,
+          })
+          .onConflictDoNothing()
+          .returning();
       for (let attempt = 0; attempt < MAX_NUMBERING_ATTEMPTS; attempt++) {
         try {
-          const rows = await db
-            .insert(builds)
-            .values({
-              ...build,
-              project_id: projectWithRoom,
-              number: nextNumber,
-              status: 'queued',
-              idempotency_key: idempotency?.key ?? null,
-              idempotency_user_id: idempotency?.userId ?? null,
-            })
-            .onConflictDoNothing()
-            .returning();
+          // With jobs to plan, the build and its jobs are one transaction: a build never exists without them.
+          const rows = planJobs
+            ? await database.transaction(function* (tx) {
+                const inserted = yield* step(insert(tx));
+                if (inserted[0]) yield* planJobs(tx, inserted[0].id);
+                return inserted;
+              })
+            : await insert(db);
           if (rows[0]) return { outcome: 'created', build: rows[0] };
           if (idempotency) {
             const first = await findByIdempotencyKey(build.project_id, idempotency);

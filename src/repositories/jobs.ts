@@ -1,5 +1,6 @@
-import { and, asc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, inArray, lt, sql, type AnyColumn } from 'drizzle-orm';
 import type { AppDb, Database } from '../db/client.js';
+import { qualified } from '../db/qualified.js';
 import { step, type Query } from '../db/transaction.js';
 import { criticalPathSeconds } from '../pipelines/critical-path.js';
 import {
@@ -14,7 +15,7 @@ import {
   type JobState,
   type JobStatus,
 } from '../pipelines/progress.js';
-import type { ResolvedJob } from '../pipelines/resolve.js';
+import type { JobSpec, ResolvedJob } from '../pipelines/resolve.js';
 import type { BuildStatusValue } from '../schemas/build.js';
 
 type Script<R> = Generator<Query<unknown>, R, unknown>;
@@ -30,10 +31,15 @@ export interface Settled {
   warning: boolean;
   /** Jobs whose status changed, by name, in pipeline order. */
   changes: JobChange[];
+  /** Ids of the running jobs this write canceled: their workers, wherever they are, must stop them. */
+  stopped: number[];
 }
 
 /** The outcome of an action on one job (retry, cancel, play): done, or why not. */
 export type JobActionResult = { outcome: 'done'; job_id: number; settled: Settled } | { outcome: 'not_found' } | { outcome: 'conflict'; status: JobStatus };
+
+/** One job to plan into a build: its place in the graph and how its run behaves (a ResolvedJob is one). */
+export type JobPlan = Pick<ResolvedJob, 'name' | 'stage' | 'needs' | 'when' | 'allow_failure'> & JobSpec;
 
 /** A line of a job's log as the build's log shows it: prefixed with the job's name. */
 export const prefixLines = (name: string, text: string): string => text.replace(/^(?=.)/gm, `[${name}] `);
@@ -50,7 +56,7 @@ export const prefixLines = (name: string, text: string): string => text.replace(
  */
 export function createJobsRepository(database: Database) {
   const { db, tables, dialect } = database;
-  const { jobs, builds } = tables;
+  const { jobs, builds, projects } = tables;
   const { logs: _logs, lease_owner: _owner, lease_expires_at: _expires, claims: _claims, ...jobColumns } = getTableColumns(jobs);
   const stateColumns = {
     id: jobs.id,
@@ -113,7 +119,7 @@ export function createJobsRepository(database: Database) {
     const derived = buildStatusOf(states, started);
     const allChanges = mergeChanges(earlier, changes);
     if (derived.status === build.status) {
-      return { build_id: buildId, status: build.status, build_changed: false, warning: derived.warning, changes: allChanges };
+      return { build_id: buildId, status: build.status, build_changed: false, warning: derived.warning, changes: allChanges, stopped: [] };
     }
     if (derived.over) {
       const duration = criticalPathSeconds(states.filter((job) => job.status !== 'skipped'));
@@ -141,9 +147,20 @@ export function createJobsRepository(database: Database) {
           .returning({ id: builds.id }),
       );
     }
-    return { build_id: buildId, status: derived.status, build_changed: derived.status !== build.status, warning: derived.warning, changes: allChanges };
+    return {
+      build_id: buildId,
+      status: derived.status,
+      build_changed: derived.status !== build.status,
+      warning: derived.warning,
+      changes: allChanges,
+      stopped: [],
+    };
   }
 
+  const buildColumn = <T>(column: AnyColumn<{ data: T }>) =>
+    sql<T | null>`(select ${qualified(column)} from ${builds} where ${qualified(builds.id)} = ${qualified(jobs.build_id)})`;
+  const projectColumn = (column: typeof projects.name | typeof projects.repo) =>
+    sql<string | null>`(select ${qualified(column)} from ${projects} join ${builds} on ${qualified(builds.project_id)} = ${qualified(projects.id)} where ${qualified(builds.id)} = ${qualified(jobs.build_id)})`;
   const claimStatements = new Map<number, ReturnType<typeof prepareClaim>>();
   function prepareClaim(leaseMs: number) {
     const owner = sql.placeholder('owner');
@@ -163,7 +180,17 @@ export function createJobsRepository(database: Database) {
       })
       // `id = (scalar subquery)`, not `id IN (…)`: PostgreSQL may re-run an IN subquery per row and claim several.
       .where(and(eq(jobs.id, sql`(${candidate})`), eq(jobs.status, 'queued')))
-      .returning({ ...jobColumns, claims: jobs.claims })
+      // What the run needs of its build and project comes back with the claim: it saves two queries per job.
+      .returning({
+        ...jobColumns,
+        claims: jobs.claims,
+        build_number: buildColumn(builds.number),
+        build_branch: buildColumn(builds.branch),
+        build_commit_sha: buildColumn(builds.commit_sha),
+        project_id: buildColumn(builds.project_id),
+        project_name: projectColumn(projects.name),
+        project_repo: projectColumn(projects.repo),
+      })
       .prepare(`usine_job_claim_${leaseMs}`);
   }
   const heldBy = (id: number, owner: string) => and(eq(jobs.id, id), eq(jobs.lease_owner, owner), eq(jobs.status, 'running'));
@@ -173,7 +200,7 @@ export function createJobsRepository(database: Database) {
      * Writes a build's jobs from its resolved pipeline, in pipeline order, each in its first status (jobs without
      * needs are queued at once): one INSERT, as a step of a larger transaction (the build's creation).
      */
-    *planSteps(tx: AppDb, buildId: number, resolved: readonly ResolvedJob[]): Script<number> {
+    *planSteps(tx: AppDb, buildId: number, resolved: readonly JobPlan[]): Script<number> {
       const first = new Map(initialStatuses(resolved).map((change) => [change.name, change.to]));
       const rows = yield* step(
         tx
@@ -197,8 +224,18 @@ export function createJobsRepository(database: Database) {
     },
 
     /** planSteps in a transaction of its own. */
-    plan(buildId: number, resolved: readonly ResolvedJob[]): Promise<number> {
+    plan(buildId: number, resolved: readonly JobPlan[]): Promise<number> {
       return database.transaction((tx) => this.planSteps(tx, buildId, resolved));
+    },
+
+    /** The build's jobs as they were planned (current attempts, pipeline order): what a retry of the build runs again. */
+    async plansOf(buildId: number): Promise<JobPlan[]> {
+      const rows = await db
+        .select({ name: jobs.name, stage: jobs.stage, needs: jobs.needs, when: jobs.when, allow_failure: jobs.allow_failure, spec: jobs.spec })
+        .from(jobs)
+        .where(current(buildId))
+        .orderBy(asc(jobs.position));
+      return rows.map(({ spec, ...job }) => ({ ...job, ...spec }));
     },
 
     /** Every attempt of every job of the build, in pipeline order (older attempts first), without their logs. */
@@ -291,7 +328,7 @@ export function createJobsRepository(database: Database) {
         if (!build || (build.status !== 'queued' && build.status !== 'running')) return undefined;
         const rows = yield* currentJobs(tx, buildId);
         const changes = cancelBuildChanges(rows);
-        yield* cancelRunning(tx, buildId, changes, timeScale);
+        const stopped = yield* cancelRunning(tx, buildId, changes, timeScale);
         yield* applyChanges(tx, buildId, changes.filter((change) => change.from !== 'running'));
         const after = new Map(changes.map((change) => [change.name, change.to]));
         const duration = criticalPathSeconds(rows.map((row) => ({ ...row, status: after.get(row.name) ?? row.status })).filter((job) => job.status !== 'skipped'));
@@ -302,7 +339,7 @@ export function createJobsRepository(database: Database) {
             .where(eq(builds.id, buildId))
             .returning({ id: builds.id }),
         );
-        return { build_id: buildId, status: 'canceled' as const, build_changed: true, warning: false, changes };
+        return { build_id: buildId, status: 'canceled' as const, build_changed: true, warning: false, changes, stopped };
       });
     },
 
@@ -311,9 +348,10 @@ export function createJobsRepository(database: Database) {
       return jobAction(jobId, function* (tx, job, rows, build) {
         const changes = cancelJobChanges(rows, job.name);
         if (!changes) return { outcome: 'conflict', status: job.status };
-        yield* cancelRunning(tx, job.build_id, changes, timeScale, text);
+        const stopped = yield* cancelRunning(tx, job.build_id, changes, timeScale, text);
         yield* applyChanges(tx, job.build_id, changes.filter((change) => change.from !== 'running'));
-        return { outcome: 'done', job_id: job.id, settled: yield* settle(tx, job.build_id, build, changes) };
+        const settled = yield* settle(tx, job.build_id, build, changes);
+        return { outcome: 'done', job_id: job.id, settled: { ...settled, stopped } };
       });
     },
 
@@ -448,22 +486,23 @@ export function createJobsRepository(database: Database) {
    * Running jobs being canceled: the lease released, `duration_s` what they ran in simulated seconds (the database's
    * time since `started_at` over the time scale; 0 at scale 0), a log line. Their workers see the status and stop.
    */
-  function* cancelRunning(tx: AppDb, buildId: number, changes: readonly JobChange[], timeScale: number, text = ''): Script<void> {
+  function* cancelRunning(tx: AppDb, buildId: number, changes: readonly JobChange[], timeScale: number, text = ''): Script<number[]> {
     const names = changes.filter((change) => change.from === 'running').map((change) => change.name);
-    if (names.length === 0) return;
+    if (names.length === 0) return [];
     const ran =
       timeScale <= 0
         ? sql`0`
         : dialect === 'pg'
           ? sql`round(cast(extract(epoch from (${database.now()} - ${jobs.started_at})) / ${timeScale} as numeric), 2)`
           : sql`round((${database.now()} - ${jobs.started_at}) / 1000.0 / ${timeScale}, 2)`;
-    yield* step(
+    const rows = yield* step(
       tx
         .update(jobs)
         .set({ status: 'canceled', duration_s: ran, finished_at: now(), logs: sql`${jobs.logs} || ${text}`, ...releaseLease })
         .where(and(current(buildId), eq(jobs.status, 'running'), inArray(jobs.name, names)))
         .returning({ id: jobs.id }),
     );
+    return rows.map((row) => row.id);
   }
 
   /** Reads a job and its build under the build's lock, then lets `act` decide; not_found when either is gone. */
@@ -505,3 +544,5 @@ function mergeChanges(earlier: readonly JobChange[], later: readonly JobChange[]
 
 export type JobsRepository = ReturnType<typeof createJobsRepository>;
 export type JobRow = NonNullable<Awaited<ReturnType<JobsRepository['findById']>>>;
+/** A job as claimed by a worker, with what its run needs of its build and project (null if they are gone). */
+export type ClaimedJob = NonNullable<Awaited<ReturnType<JobsRepository['claimNext']>>>['job'];
