@@ -227,7 +227,7 @@ export function apiClient(baseUrl: string, token?: string) {
     get: <T>(path: string) => call<T>('GET', path),
     post: <T>(path: string, body?: unknown) => call<T>('POST', path, body),
     /** Like `get`/`post`, but throws unless the status is `expected`. */
-    async expect<T>(expected: number, method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    async expect<T>(expected: number, method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<T> {
       const answer = await call<T>(method, path, body);
       if (answer.status !== expected) {
         throw new Error(`${method} ${baseUrl}${path}: expected ${expected}, got ${answer.status} ${JSON.stringify(answer.body)}`);
