@@ -14,15 +14,17 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         operationId: 'getStatus',
         summary: 'Health check',
         description:
-          'Version, uptime, database check, UTC time, the build queue (queued and running builds) and this process\'s workers. Answers 200 when the database responds and 503 (same body, `status: degraded`) when it does not. No authentication.',
+          'Version, uptime, database check, UTC time, the build queue (queued and running builds), the job queue (queued and running jobs) and this process\'s workers. Answers 200 when the database responds and 503 (same body, `status: degraded`) when it does not. No authentication.',
         response: {
           200: { ...ref(ServiceStatus), description: 'Every check passes' },
-          503: { ...ref(ServiceStatus), description: 'The database does not answer (`status: degraded`, `db: error`, `queue: null`)' },
+          503: { ...ref(ServiceStatus), description: 'The database does not answer (`status: degraded`, `db: error`, `queue` and `jobs` null)' },
         },
       },
     },
     async (_request, reply) => {
-      const queue = fastify.databaseAvailability.available ? await fastify.buildsRepository.countActive().catch(() => null) : null;
+      const [queue, jobs] = fastify.databaseAvailability.available
+        ? await Promise.all([fastify.buildsRepository.countActive(), fastify.jobsRepository.countActive()]).catch(() => [null, null])
+        : [null, null];
       const db = queue ? ('ok' as const) : ('error' as const);
       reply.code(db === 'ok' ? 200 : 503);
       return {
@@ -33,6 +35,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         db_dialect: fastify.database.dialect,
         time: new Date().toISOString(),
         queue,
+        jobs,
         workers: { busy: fastify.buildWorkers.busy, total: fastify.config.BUILD_CONCURRENCY },
       };
     },

@@ -469,6 +469,14 @@ export function createJobsRepository(database: Database) {
       return { requeued, failed };
     },
 
+    /** Jobs waiting and running, across builds: two counts the partial indexes on status answer. */
+    async countActive(): Promise<{ queued: number; running: number }> {
+      const [queued, running] = await Promise.all(
+        (['queued', 'running'] as const).map((status) => db.select({ total: sql<number>`count(*)`.mapWith(Number) }).from(jobs).where(eq(jobs.status, status))),
+      );
+      return { queued: queued?.[0]?.total ?? 0, running: running?.[0]?.total ?? 0 };
+    },
+
     /** Jobs in each status, current attempts only: every status present, zero included. */
     async countByStatus(): Promise<Record<JobStatus, number>> {
       const rows = await db

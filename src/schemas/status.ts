@@ -28,6 +28,19 @@ export const ServiceStatus = Type.Object(
       ],
       { description: 'Build queue figures (null when the database does not answer)' },
     ),
+    jobs: Type.Union(
+      [
+        Type.Object(
+          {
+            queued: Type.Integer({ description: 'Jobs whose needs are met, waiting for a worker, across builds and replicas', examples: [6] }),
+            running: Type.Integer({ description: 'Jobs running now, on any replica', examples: [4] }),
+          },
+          { description: 'Queued and running jobs' },
+        ),
+        Type.Null(),
+      ],
+      { description: 'Job queue figures (PIPELINE_ENGINE=jobs; zero with `builds`), null when the database does not answer' },
+    ),
     workers: Type.Object(
       {
         busy: Type.Integer({ description: 'Workers of this process running a build', examples: [2] }),

@@ -182,6 +182,9 @@ describe(`job engine: a build keeps the jobs it was triggered with (${testDb})`,
     const retried = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/builds/${build.id}/retry` });
     expect(retried.statusCode, retried.body).toBe(201);
     expect(await statusesOf(ctx.app, retried.json<BuildJson>().id)).toEqual({ old: 'queued' });
+    // /status counts jobs across builds: the retry's and the second build's, both queued (no workers here).
+    const status = await ctx.app.inject({ method: 'GET', url: '/status' });
+    expect(status.json<{ jobs: unknown }>().jobs).toEqual({ queued: 2, running: 0 });
     expect(TERMINAL).toContain(canceled.json<BuildJson>().status);
   });
 });

@@ -26,6 +26,7 @@ interface StatusBody {
   db_dialect: string;
   time: string;
   queue: { queued: number; running: number } | null;
+  jobs: { queued: number; running: number } | null;
   workers: { busy: number; total: number };
 }
 
@@ -59,6 +60,7 @@ describe(`GET /status (${testDb})`, () => {
       time: expect.any(String) as string,
       // At rest: nothing queued or running, and the default BUILD_CONCURRENCY of 4 workers, all idle.
       queue: { queued: 0, running: 0 },
+      jobs: { queued: 0, running: 0 },
       workers: { busy: 0, total: 4 },
     });
     expect(body.version).toMatch(/^\d+\.\d+\.\d+/);
@@ -179,6 +181,7 @@ describe(`GET /status with the database closed underneath (${testDb})`, () => {
       time: expect.any(String) as string,
       // The queue figures come from the database: unknown rather than stale. The workers are this process's.
       queue: null,
+      jobs: null,
       workers: { busy: 0, total: 4 },
     });
     expect(body.uptime_s).toBeGreaterThanOrEqual(0);
