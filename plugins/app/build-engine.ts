@@ -44,7 +44,14 @@ export default fp(
         fastify.metrics?.buildWorkers.set({ state: 'idle' }, idle);
       },
     };
-    const jobEngine = config.PIPELINE_ENGINE === 'jobs' ? new JobEngine({ ...common, jobs: fastify.jobsRepository }) : null;
+    const jobEngine =
+      config.PIPELINE_ENGINE === 'jobs'
+        ? new JobEngine({
+            ...common,
+            jobs: fastify.jobsRepository,
+            onJobFinished: (status, duration_s) => fastify.metrics?.jobDuration.observe({ status }, duration_s),
+          })
+        : null;
     const workers: FastifyInstance['buildWorkers'] =
       jobEngine ??
       new BuildWorkerPool({ ...common, failRate: config.BUILD_FAIL_RATE, builds: fastify.buildsRepository, projects: fastify.projectsRepository });

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { RequestMetrics, type CollectedMetric } from '../../src/http/request-metrics.js';
 import { BUILD_STATUSES, type BuildStatusValue } from '../../src/schemas/build.js';
 
@@ -15,6 +15,8 @@ export interface Metrics {
   registry: Registry;
   /** Build workers by state (`busy`, `idle`), for the build engine to set. */
   buildWorkers: Gauge<'state'>;
+  /** Simulated seconds each finished job ran, by status (PIPELINE_ENGINE=jobs), for the job engine to observe. */
+  jobDuration: Histogram<'status'>;
 }
 
 declare module 'fastify' {
@@ -159,10 +161,49 @@ export default fp(
     buildWorkers.set({ state: 'busy' }, 0);
     buildWorkers.set({ state: 'idle' }, 0);
 
+    // Jobs (PIPELINE_ENGINE=jobs): the claimable and running ones, two counts that the partial indexes on status
+    // answer, read together in one scrape; and how long finished jobs ran.
+    let pendingJobs: Promise<{ queued: number; running: number } | undefined> | undefined;
+    const jobCounts = () =>
+      fastify.databaseAvailability?.available === false
+        ? Promise.resolve(undefined)
+        : (pendingJobs ??= fastify.jobsRepository
+            .countActive()
+            .catch((error: unknown) => {
+              fastify.log.warn({ err: error }, 'metrics: counting jobs failed');
+              return undefined;
+            })
+            .finally(() => {
+              pendingJobs = undefined;
+            }));
+    new Gauge({
+      name: 'usine_job_queue_depth',
+      help: 'Jobs whose needs are met, waiting for a worker (status queued)',
+      registers: [registry],
+      async collect() {
+        this.set((await jobCounts())?.queued ?? NaN);
+      },
+    });
+    new Gauge({
+      name: 'usine_jobs_running',
+      help: 'Jobs running now, on any replica',
+      registers: [registry],
+      async collect() {
+        this.set((await jobCounts())?.running ?? NaN);
+      },
+    });
+    const jobDuration = new Histogram({
+      name: 'usine_job_duration_seconds',
+      help: 'Simulated seconds finished jobs ran, by status (success, fail), observed by the process that ran them',
+      labelNames: ['status'] as const,
+      buckets: [0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600],
+      registers: [registry],
+    });
+
     const { anonymous, revealing } = processMetrics();
     // With a token every reader is a scraper that holds it (routes/metrics checks it): the revealing series may go.
     const registries = fastify.config.METRICS_TOKEN === undefined ? [anonymous, registry] : [anonymous, revealing, registry];
-    fastify.decorate('metrics', { registry: Registry.merge(registries), buildWorkers });
+    fastify.decorate('metrics', { registry: Registry.merge(registries), buildWorkers, jobDuration });
   },
   { name: 'metrics' },
 );

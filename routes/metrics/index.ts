@@ -28,7 +28,8 @@ const MetricsText = Type.String({
   description:
     'Prometheus text exposition format 0.0.4: `http_request_duration_seconds` (histogram) and `http_requests_total` by ' +
     '`method`, `route` (the route pattern, `not_found` when none matched) and `status_code`; `usine_builds{status}`; ' +
-    '`usine_build_queue_depth`; `usine_build_workers{state}`; the default `process_*` and `nodejs_*` figures ' +
+    '`usine_build_queue_depth`; `usine_build_workers{state}`; `usine_job_queue_depth`, `usine_jobs_running` and ' +
+    '`usine_job_duration_seconds{status}` (histogram, simulated seconds; PIPELINE_ENGINE=jobs); the default `process_*` and `nodejs_*` figures ' +
     '(`nodejs_version_info` and the per-space `nodejs_heap_space_size_*` only when METRICS_TOKEN is set).',
 });
 

@@ -27,6 +27,8 @@ export interface JobEngineOptions {
   /** False while the database is known to be down: workers neither claim nor sweep then. */
   databaseAvailable?: () => boolean;
   onBusyChange?: (busy: number, idle: number) => void;
+  /** Told of every job this process ran to its end: its status and the simulated seconds it ran. */
+  onJobFinished?: (status: 'success' | 'fail', duration_s: number) => void;
 }
 
 /** Idle workers look for work this often even without a `queued` event. */
@@ -277,6 +279,7 @@ export class JobEngine {
       });
       if (!settled) return 'lost';
       finished = true;
+      this.options.onJobFinished?.(plan.outcome, plan.duration_s);
       this.publish(settled);
       return 'finished';
     } catch (error) {

@@ -68,6 +68,13 @@ describe(`job engine: builds run their pipeline as jobs (${testDb})`, () => {
     expect(JSON.stringify(artifacts.json())).toContain('.tar.gz');
     const project = await injectAs(ctx.app, ctx.adminToken, { method: 'GET', url: `/projects/${projectId}` });
     expect(project.json<{ last_build_status: string }>().last_build_status).toBe('success');
+    // The metrics saw the four jobs finish, and nothing waits or runs any more.
+    const metrics = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+    const finished = Number(/^usine_job_duration_seconds_count\{status="success"\} (\d+)$/m.exec(metrics)?.[1]);
+    expect(finished).toBeGreaterThanOrEqual(4);
+    expect(metrics).toMatch(/^# TYPE usine_job_duration_seconds histogram$/m);
+    expect(metrics).toMatch(/^usine_job_queue_depth 0$/m);
+    expect(metrics).toMatch(/^usine_jobs_running 0$/m);
   });
 
   it("runs a project's graph: needs, parallel copies, an allowed failure (a warning), a manual job left to play", async () => {
