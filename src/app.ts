@@ -9,6 +9,7 @@ import { pathOf, problem, sendProblem, toProblem } from './http/problem.js';
 import { Artifact } from './schemas/artifact.js';
 import { TokenPair } from './schemas/auth.js';
 import { Build } from './schemas/build.js';
+import { Job } from './schemas/job.js';
 import { Problem } from './schemas/problem.js';
 import { Project } from './schemas/project.js';
 import { ServiceStatus } from './schemas/status.js';
@@ -34,7 +35,7 @@ export default async function usineApp(fastify: FastifyInstance, { config }: App
   fastify.decorate('config', config);
 
   // Shared schemas: referenced with ref() and named after their $id under the OpenAPI document's components.schemas.
-  for (const schema of [Problem, Build, Project, User, TokenPair, Artifact, ServiceStatus]) fastify.addSchema(schema);
+  for (const schema of [Problem, Build, Job, Project, User, TokenPair, Artifact, ServiceStatus]) fastify.addSchema(schema);
 
   // JSON is the only body format: anything else (text/plain included) is a 415, not a validation error.
   fastify.removeContentTypeParser('text/plain');

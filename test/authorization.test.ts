@@ -31,6 +31,12 @@ interface Fixtures {
   artifact(): Promise<{ build: number; name: string }>;
   user(): Promise<number>;
   refreshToken(): Promise<string>;
+  /** A job of a finished build (its first: a success). */
+  job(): Promise<number>;
+  /** The first job of a held build: queued, so that it can be canceled. */
+  queuedJob(): Promise<number>;
+  /** A `when: manual` job whose needs have run: waiting to be played. */
+  manualJob(): Promise<number>;
 }
 
 interface RouteCase {
@@ -51,6 +57,8 @@ const newProjectBody = () => ({ name: uniqueName('authz'), repo: 'https://github
 
 /** A valid pipeline definition, as PUT /projects/:id/pipeline and POST /pipelines/lint take it. */
 const PIPELINE = { stages: ['build'], jobs: { compile: { stage: 'build', script: ['make'] } } };
+/** A pipeline whose builds end with a manual job left to play. */
+const MANUAL_PIPELINE = { stages: ['build', 'deploy'], jobs: { compile: { stage: 'build' }, deploy: { stage: 'deploy', when: 'manual' } } };
 
 const ROUTES: RouteCase[] = [
   // Public.
@@ -95,6 +103,9 @@ const ROUTES: RouteCase[] = [
       return { url: `/builds/${build}/artifacts/${encodeURIComponent(name)}` };
     },
   },
+  { route: 'GET /builds/:id/jobs', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/builds/${await f.build()}/jobs` }) },
+  { route: 'GET /jobs/:id', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/jobs/${await f.job()}` }) },
+  { route: 'GET /jobs/:id/logs', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/jobs/${await f.job()}/logs` }) },
   { route: 'GET /projects/:id/pipeline', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}/pipeline` }) },
   { route: 'POST /pipelines/lint', least: 'viewer', success: 200, prepare: async () => ({ url: '/pipelines/lint', payload: PIPELINE }) },
   // Maintainers create and update projects and trigger builds.
@@ -122,6 +133,10 @@ const ROUTES: RouteCase[] = [
   // Maintainers also cancel and retry builds.
   { route: 'POST /builds/:id/cancel', least: 'maintainer', success: 200, prepare: async (f) => ({ url: `/builds/${await f.queuedBuild()}/cancel` }) },
   { route: 'POST /builds/:id/retry', least: 'maintainer', success: 201, prepare: async (f) => ({ url: `/builds/${await f.build()}/retry` }) },
+  // And retry, cancel and play the jobs of a build.
+  { route: 'POST /jobs/:id/retry', least: 'maintainer', success: 201, prepare: async (f) => ({ url: `/jobs/${await f.job()}/retry` }) },
+  { route: 'POST /jobs/:id/cancel', least: 'maintainer', success: 200, prepare: async (f) => ({ url: `/jobs/${await f.queuedJob()}/cancel` }) },
+  { route: 'POST /jobs/:id/play', least: 'maintainer', success: 200, prepare: async (f) => ({ url: `/jobs/${await f.manualJob()}/play` }) },
   // Admins delete projects and manage users.
   { route: 'DELETE /projects/:id', least: 'admin', success: 204, prepare: async (f) => ({ url: `/projects/${await f.project()}` }) },
   { route: 'GET /users', least: 'admin', success: 200, prepare: async () => ({ url: '/users' }) },
@@ -148,8 +163,9 @@ function expectProblem(response: LightMyRequestResponse, status: number, error: 
 }
 
 describe(`function-level authorization, every route (${testDb})`, () => {
-  // Every build succeeds, so that a finished build always has an artifact to download.
-  const ctx = useTestApp({ BUILD_FAIL_RATE: '0' });
+  // Every build succeeds, so that a finished build always has an artifact to download. Builds run as jobs
+  // (PIPELINE_ENGINE=jobs): the job routes then have jobs to act on, and the build routes work the same.
+  const ctx = useTestApp({ BUILD_FAIL_RATE: '0', PIPELINE_ENGINE: 'jobs' });
   /** While true, the workers claim nothing: builds triggered meanwhile stay queued. Released after each test. */
   let holdQueue = false;
   const held: number[] = [];
@@ -160,6 +176,12 @@ describe(`function-level authorization, every route (${testDb})`, () => {
   const created = async (response: LightMyRequestResponse) => {
     expect(response.statusCode, response.body).toBe(201);
     return response.json<{ id: number }>().id;
+  };
+  /** The build's jobs with their statuses, in pipeline order. */
+  const jobsOf = async (build: number) => {
+    const response = await admin('GET', `/builds/${build}/jobs`);
+    expect(response.statusCode, response.body).toBe(200);
+    return response.json<{ items: { id: number; name: string; status: string }[] }>().items;
   };
   const fixtures: Fixtures = {
     project: async () => created(await admin('POST', '/projects', newProjectBody())),
@@ -189,6 +211,26 @@ describe(`function-level authorization, every route (${testDb})`, () => {
       const token = response.json<{ refresh_token?: string }>().refresh_token;
       expect(token, 'POST /login returns a refresh_token').toBeTypeOf('string');
       return token ?? '';
+    },
+    job: async () => {
+      const [first] = await jobsOf(await fixtures.build());
+      expect(first?.status, 'the first job of a successful build').toBe('success');
+      return first?.id ?? 0;
+    },
+    queuedJob: async () => {
+      const [first] = await jobsOf(await fixtures.queuedBuild());
+      expect(first?.status, 'the first job of a held build').toBe('queued');
+      return first?.id ?? 0;
+    },
+    manualJob: async () => {
+      const project = await fixtures.project();
+      const put = await admin('PUT', `/projects/${project}/pipeline`, MANUAL_PIPELINE);
+      expect(put.statusCode, put.body).toBe(200);
+      const build = await created(await admin('POST', `/projects/${project}/builds`));
+      expect((await waitForBuild(ctx.app, ctx.adminToken, build)).status).toBe('success');
+      const deploy = (await jobsOf(build)).find((job) => job.name === 'deploy');
+      expect(deploy?.status, 'the manual job, its needs over').toBe('manual');
+      return deploy?.id ?? 0;
     },
   };
 
@@ -238,8 +280,9 @@ describe(`function-level authorization, every route (${testDb})`, () => {
   }
 
   beforeAll(async () => {
-    const claimNext = ctx.app.buildsRepository.claimNext;
-    vi.spyOn(ctx.app.buildsRepository, 'claimNext').mockImplementation((owner, leaseMs) =>
+    // The job engine's workers claim jobs, not builds.
+    const claimNext = ctx.app.jobsRepository.claimNext;
+    vi.spyOn(ctx.app.jobsRepository, 'claimNext').mockImplementation((owner, leaseMs) =>
       holdQueue ? Promise.resolve(undefined) : claimNext(owner, leaseMs),
     );
     tokens.admin = ctx.adminToken;

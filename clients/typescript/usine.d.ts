@@ -84,6 +84,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/builds/{id}/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a build's jobs
+         * @description Every job of the build, as planned from its project’s pipeline when it was triggered, with its status: every attempt, in pipeline order, a job’s older attempts (`retried: true`) before its newer ones. Not paged: a build has at most 200 jobs (plus their retries). Builds run by the four-step engine (PIPELINE_ENGINE=builds, the default) have no jobs: their list is empty.
+         */
+        get: operations["listBuildJobs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/builds/{id}/logs": {
         parameters: {
             query?: never;
@@ -178,6 +198,113 @@ export interface paths {
         get: operations["getReadiness"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a job
+         * @description One job (one attempt of it), with its status and timings; its log is `GET /jobs/{id}/logs`.
+         */
+        get: operations["getJob"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a job
+         * @description Moves a created, queued, running or manual job to `canceled` and logs who did it (a running job stops within one second of simulated time); the jobs that need it follow (`always` ones still run, the others are skipped), and the build ends if nothing is left to run. A job that is already over, or an older attempt, cannot be canceled: 409. With PIPELINE_ENGINE=builds (the four-step engine, the default) no job runs: 409.
+         */
+        post: operations["cancelJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}/logs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a job's log
+         * @description The job's own log (what the build's log shows with the job's name in front of each line), as
+         *     `text/plain; charset=utf-8`: the whole log, or with `?offset=N` only the bytes after byte N (offsets count bytes of the
+         *     UTF-8 text; past the end the body is empty). `X-Log-Size` is the total size, the offset to poll from next;
+         *     `X-Job-Status` says when to stop (success, fail, canceled, skipped). `Range: bytes=N-` works too (206 with
+         *     `Content-Range`; a range starting past the end is a 416). Each attempt of a job has its own log.
+         *
+         *     A live stream (`Accept: text/event-stream`, as `GET /builds/{id}/logs` offers) is not offered for jobs yet: whatever
+         *     `Accept` says, the answer is the plain text. Poll with `?offset=`, or follow the build's log.
+         */
+        get: operations["getJobLogs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}/play": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Play a manual job
+         * @description Starts a `manual` job (a job with `when: manual` whose needs are over): it is queued for a worker, and its build runs again if it was over. Any other status: 409. With PIPELINE_ENGINE=builds (the four-step engine, the default) no job runs: 409.
+         */
+        post: operations["playJob"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry a job
+         * @description Runs a finished job again as a new attempt (201, `Location: /jobs/{id}` of the new one): the new attempt is queued with `attempt` one more and `retry_of` naming this one, which stays listed with `retried: true`. Jobs skipped because of this one wait for the new attempt again, and the build runs again. Only the latest attempt of a job that succeeded, failed or was canceled can be retried: 409 otherwise. With PIPELINE_ENGINE=builds (the four-step engine, the default) no job runs: 409.
+         */
+        post: operations["retryJob"];
         delete?: never;
         options?: never;
         head?: never;
@@ -417,7 +544,7 @@ export interface paths {
         };
         /**
          * Health check
-         * @description Version, uptime, database check, UTC time, the build queue (queued and running builds) and this process's workers. Answers 200 when the database responds and 503 (same body, `status: degraded`) when it does not. No authentication.
+         * @description Version, uptime, database check, UTC time, the build queue (queued and running builds), the job queue (queued and running jobs) and this process's workers. Answers 200 when the database responds and 503 (same body, `status: degraded`) when it does not. No authentication.
          */
         get: operations["getStatus"];
         put?: never;
@@ -616,6 +743,99 @@ export interface components {
             /**
              * Format: date-time
              * @description When the build reached a terminal status (ISO-8601, UTC), or null
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            finished_at: string | null;
+        };
+        /**
+         * Job
+         * @description One job of a build’s pipeline (one attempt of it): its place in the graph, status and timings
+         */
+        Job: {
+            /**
+             * @description Job identifier, unique across builds; each attempt of a job has its own
+             * @example 1
+             */
+            id: number;
+            /**
+             * @description The build this job belongs to
+             * @example 1
+             */
+            build_id: number;
+            /**
+             * @description Its name, unique within the build (attempts aside): the pipeline’s job name, or `name i/n` for a copy of a `parallel` job
+             * @example test 1/2
+             */
+            name: string;
+            /**
+             * @description The stage it belongs to
+             * @example test
+             */
+            stage: string;
+            /**
+             * @description Names of the jobs it waits for, copies of `parallel` jobs spelled out (empty: it started at once)
+             * @example [
+             *       "compile"
+             *     ]
+             */
+            needs: string[];
+            /**
+             * @description Job status: `created` (waiting for its needs), `queued` (ready, waiting for a worker), `running`, then `success` or `fail`; `canceled` (by a user, or with its build); `skipped` (its needs did not call for it to run, or its build was canceled first); `manual` (its needs are over: it waits for `POST /jobs/{id}/play`)
+             * @example success
+             * @enum {string}
+             */
+            status: "created" | "queued" | "running" | "success" | "fail" | "canceled" | "skipped" | "manual";
+            /**
+             * @description Its failure does not fail the build (a warning instead); `true` by default for `when: manual` jobs
+             * @example false
+             */
+            allow_failure: boolean;
+            /**
+             * @description When the job runs once its needs are over: `on_success` (they all succeeded), `on_failure` (one failed), `always`, or `manual` (it waits for a play)
+             * @example on_success
+             * @enum {string}
+             */
+            when: "on_success" | "on_failure" | "always" | "manual";
+            /**
+             * @description Which attempt of the job this is: 1, then one more per retry
+             * @example 1
+             */
+            attempt: number;
+            /**
+             * @description Id of the attempt this one retries, or null for a first attempt
+             * @example null
+             */
+            retry_of: number | null;
+            /**
+             * @description A newer attempt of this job exists: this one is history, and the build follows the newer one
+             * @example false
+             */
+            retried: boolean;
+            /**
+             * @description The worker that ran (or runs) it, or null if none has picked it up yet
+             * @example api-0:1:a1b2c3/w1
+             */
+            worker: string | null;
+            /**
+             * @description What it ran, in simulated seconds (wall time ÷ BUILD_TIME_SCALE): up to its end, or up to the cancel of a running job. Null while it has not finished, and for a job canceled or skipped before it ran
+             * @example 1.42
+             */
+            duration_s: number | null;
+            /**
+             * Format: date-time
+             * @description When the job was planned: its build’s trigger, or the retry that made this attempt (ISO-8601, UTC)
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When a worker picked it up (the latest claim, after a take-over) (ISO-8601, UTC), or null
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            started_at: string | null;
+            /**
+             * Format: date-time
+             * @description When it reached `success`, `fail`, `canceled` or `skipped` (ISO-8601, UTC), or null
              * @example 2026-11-24T17:32:02.000Z
              */
             finished_at: string | null;
@@ -882,6 +1102,19 @@ export interface components {
                 queued: number;
                 /**
                  * @description Builds running now, on any replica
+                 * @example 4
+                 */
+                running: number;
+            } | null;
+            /** @description Job queue figures (PIPELINE_ENGINE=jobs; zero with `builds`), null when the database does not answer */
+            jobs: {
+                /**
+                 * @description Jobs whose needs are met, waiting for a worker, across builds and replicas
+                 * @example 6
+                 */
+                queued: number;
+                /**
+                 * @description Jobs running now, on any replica
                  * @example 4
                  */
                 running: number;
@@ -1473,6 +1706,113 @@ export interface operations {
             };
         };
     };
+    listBuildJobs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Build identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The jobs of a build */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Every job of the build, every attempt included, in pipeline order (stage order, then the order jobs are listed in); a job’s older attempts come before its newer ones */
+                        items: components["schemas"]["Job"][];
+                    };
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getBuildLogs: {
         parameters: {
             query?: {
@@ -1861,6 +2201,663 @@ export interface operations {
             /** @description The service or its database is unavailable (`service_unavailable`) */
             503: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Job identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One job of a build’s pipeline (one attempt of it): its place in the graph, status and timings */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancelJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Job identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        /** @description No body is needed (an empty JSON object is accepted) */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never> | null;
+            };
+        };
+        responses: {
+            /** @description The canceled job */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request conflicts with the current state (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getJobLogs: {
+        parameters: {
+            query?: {
+                /** @description Byte offset in the UTF-8 log: only what follows it is returned (past the end: an empty body) */
+                offset?: number;
+            };
+            header?: {
+                /**
+                 * @description Ignored with `?offset=`: one byte range (`bytes=N-`, `bytes=N-M` or `bytes=-N`) → 206 with `Content-Range`; a range starting at or past the end → 416. Anything else is ignored (200, the whole log).
+                 * @example bytes=512-
+                 */
+                range?: string;
+            };
+            path: {
+                /**
+                 * @description Job identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The log (or the part after `?offset=`) as plain text */
+            200: {
+                headers: {
+                    /** @description The job's status when the log was read: its log grows no more once it is success, fail, canceled or skipped */
+                    "x-job-status"?: "created" | "queued" | "running" | "success" | "fail" | "canceled" | "skipped" | "manual";
+                    /** @description Size of the whole log in bytes when it was read: the `?offset=` to poll from next */
+                    "x-log-size"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description The requested byte range of the log (`Range: bytes=N-`), with `Content-Range` */
+            206: {
+                headers: {
+                    /** @description The job's status when the log was read: its log grows no more once it is success, fail, canceled or skipped */
+                    "x-job-status"?: "created" | "queued" | "running" | "success" | "fail" | "canceled" | "skipped" | "manual";
+                    /** @description Size of the whole log in bytes when it was read: the `?offset=` to poll from next */
+                    "x-log-size"?: number;
+                    /** @description The range sent and the whole size */
+                    "content-range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Range` starts at or past the end of the log: `Content-Range: bytes *\/<size>` gives its size */
+            416: {
+                headers: {
+                    /** @description The size of the whole log */
+                    "content-range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    playJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Job identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        /** @description No body is needed (an empty JSON object is accepted) */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never> | null;
+            };
+        };
+        responses: {
+            /** @description The played job, queued */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request conflicts with the current state (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retryJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Job identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        /** @description No body is needed (an empty JSON object is accepted) */
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never> | null;
+            };
+        };
+        responses: {
+            /** @description The new attempt, queued */
+            201: {
+                headers: {
+                    /** @description Path of the created resource */
+                    location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request conflicts with the current state (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -3910,7 +4907,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The database does not answer (`status: degraded`, `db: error`, `queue: null`); when the server sheds load, a `service_unavailable` problem instead */
+            /** @description The database does not answer (`status: degraded`, `db: error`, `queue` and `jobs` null); when the server sheds load, a `service_unavailable` problem instead */
             503: {
                 headers: {
                     [name: string]: unknown;
