@@ -50,6 +50,7 @@ describe(`GET /health/live and /health/ready (${testDb})`, () => {
     expect(Object.keys(response.json() as object).sort()).toEqual([
       'db',
       'db_dialect',
+      'jobs',
       'queue',
       'status',
       'time',
@@ -190,16 +191,23 @@ describe(`readiness failures on a separate app (${testDb})`, () => {
 
   it('does not shed requests for a delay measured in its first two samples after ready (they measure the start)', async () => {
     // Any delay counts (1 ms past the 10 ms resolution), and a sample lasts 2 s: the first two samples after ready
-    // span 4 s, more than the 1 s block and the wait for the sample that sees it take, however busy the machine.
-    const server = await build({ UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '1', UNDER_PRESSURE_SAMPLE_INTERVAL_MS: '2000' });
-    // The loop blocked right after ready, as a process still warming up (a cold cache, a first hash) blocks it.
-    const end = Date.now() + 1000;
-    while (Date.now() < end) {
-      // busy
+    // span 4 s, more than the 1 s block and the wait for the sample that sees it. On a very busy machine a sample may
+    // still miss the block: a fresh app tries again, three times at most.
+    let answered: LightMyRequestResponse | undefined;
+    for (let attempt = 0; attempt < 3 && !answered; attempt++) {
+      await app?.close();
+      await scratch?.drop();
+      const server = await build({ UNDER_PRESSURE_MAX_EVENT_LOOP_DELAY_MS: '1', UNDER_PRESSURE_SAMPLE_INTERVAL_MS: '2000' });
+      const readyAt = performance.now();
+      // The loop blocked right after ready, as a process still warming up (a cold cache, a first hash) blocks it.
+      const end = Date.now() + 1000;
+      while (Date.now() < end) {
+        // busy
+      }
+      while (performance.now() - readyAt < 3500 && !server.isUnderPressure()) await sleep(10);
+      if (server.isUnderPressure() && performance.now() - readyAt < 3900) answered = await server.inject({ method: 'GET', url: '/status' });
     }
-    for (let waited = 0; waited < 2500 && !server.isUnderPressure(); waited += 10) await sleep(10);
-    expect(server.isUnderPressure(), 'the blocked loop was sampled as a delay').toBe(true);
-    const response = await server.inject({ method: 'GET', url: '/status' });
-    expect(response.statusCode, response.body).toBe(200);
+    expect(answered, 'the blocked loop was sampled as a delay within the first two samples').toBeDefined();
+    expect(answered?.statusCode, answered?.body).toBe(200);
   });
 });
