@@ -1,7 +1,8 @@
 import type { Readable } from 'node:stream';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { linesFrom, logBytes, parseByteRange, sliceFrom } from '../../src/builds/log-slice.js';
+import { linesFrom, logBytes } from '../../src/builds/log-slice.js';
 import { CallerWatch, type AccessEndReason, type WatchedCaller } from '../../src/http/caller-watch.js';
+import { sendLogText } from '../../src/http/log-text.js';
 import { acceptsEventStream, SSE_HEADERS, SseStream } from '../../src/http/sse.js';
 import { isRefusal, StreamQuota, type StreamSlot } from '../../src/http/stream-quota.js';
 import { isTerminal } from '../../src/repositories/builds.js';
@@ -308,19 +309,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
 
       reply.header('x-build-status', build.status).header('x-log-size', String(bytes.length));
 
-      reply.header('cache-control', 'no-cache').header('accept-ranges', 'bytes').type('text/plain; charset=utf-8');
-      const { offset } = request.query;
-      if (offset !== undefined) return sliceFrom(bytes, offset);
-      const range = parseByteRange(request.headers.range, bytes.length);
-      if (range === 'unsatisfiable') {
-        reply.header('content-range', `bytes */${bytes.length}`);
-        throw fastify.httpErrors.rangeNotSatisfiable(`The log has ${bytes.length} bytes: the range starts past its end`);
-      }
-      if (range) {
-        reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${bytes.length}`);
-        return bytes.subarray(range.start, range.end + 1);
-      }
-      return bytes;
+      return sendLogText(reply, bytes, request.query.offset, request.headers.range);
     },
   );
 };

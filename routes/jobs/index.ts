@@ -1,5 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { logBytes, parseByteRange, sliceFrom } from '../../src/builds/log-slice.js';
+import { logBytes } from '../../src/builds/log-slice.js';
+import { sendLogText } from '../../src/http/log-text.js';
 import { JOB_STATUSES } from '../../src/pipelines/progress.js';
 import type { JobActionResult } from '../../src/repositories/jobs.js';
 import { idParams, locationHeader } from '../../src/schemas/common.js';
@@ -224,19 +225,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       const job = await findOr404(id);
       const bytes = logBytes(job.logs);
       reply.header('x-job-status', job.status).header('x-log-size', String(bytes.length));
-      reply.header('cache-control', 'no-cache').header('accept-ranges', 'bytes').type('text/plain; charset=utf-8');
-      const { offset } = request.query;
-      if (offset !== undefined) return sliceFrom(bytes, offset);
-      const range = parseByteRange(request.headers.range, bytes.length);
-      if (range === 'unsatisfiable') {
-        reply.header('content-range', `bytes */${bytes.length}`);
-        throw fastify.httpErrors.rangeNotSatisfiable(`The log has ${bytes.length} bytes: the range starts past its end`);
-      }
-      if (range) {
-        reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${bytes.length}`);
-        return bytes.subarray(range.start, range.end + 1);
-      }
-      return bytes;
+      return sendLogText(reply, bytes, request.query.offset, request.headers.range);
     },
   );
 
