@@ -259,8 +259,12 @@ export interface paths {
          *     `X-Job-Status` says when to stop (success, fail, canceled, skipped). `Range: bytes=N-` works too (206 with
          *     `Content-Range`; a range starting past the end is a 416). Each attempt of a job has its own log.
          *
-         *     A live stream (`Accept: text/event-stream`, as `GET /builds/{id}/logs` offers) is not offered for jobs yet: whatever
-         *     `Accept` says, the answer is the plain text. Poll with `?offset=`, or follow the build's log.
+         *     **Live stream**: with `Accept: text/event-stream` the answer is an event stream that follows the job as it runs, exactly
+         *     as `GET /builds/{id}/logs` follows a build: `retry: 2000`, one event per log line (`id:` the byte offset just past
+         *     it, so `Last-Event-ID` or `?offset=` resumes after it), keep-alive comments, and a last `end` event with
+         *     `{"status": "<status>"}` once the job is over (success, fail, canceled, skipped); or, earlier, with a `reason` when the
+         *     caller's session is revoked, the user deleted or the access token expires. Job and build streams share one quota:
+         *     SSE_MAX_STREAMS_PER_USER per user, SSE_MAX_STREAMS per server (429 with `Retry-After` beyond).
          */
         get: operations["getJobLogs"];
         put?: never;
@@ -2457,6 +2461,11 @@ export interface operations {
             };
             header?: {
                 /**
+                 * @description Stream only: the `id` of the last event received (a byte offset); the stream resumes just after it. Browsers send it by themselves when they reconnect. Takes precedence over `?offset=`.
+                 * @example 512
+                 */
+                "last-event-id"?: number;
+                /**
                  * @description Ignored with `?offset=`: one byte range (`bytes=N-`, `bytes=N-M` or `bytes=-N`) → 206 with `Content-Range`; a range starting at or past the end → 416. Anything else is ignored (200, the whole log).
                  * @example bytes=512-
                  */
@@ -2473,7 +2482,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The log (or the part after `?offset=`) as plain text */
+            /** @description The log (or the part after `?offset=`) as plain text; with `Accept: text/event-stream`, a live event stream: one event per line (`id:` byte offset past the line, `data:` the line), keep-alive comments, and a final `end` event with `{"status": …}` (and a `reason` when the caller's access ended first). */
             200: {
                 headers: {
                     /** @description The job's status when the log was read: its log grows no more once it is success, fail, canceled or skipped */
@@ -2484,6 +2493,7 @@ export interface operations {
                 };
                 content: {
                     "text/plain": string;
+                    "text/event-stream": string;
                 };
             };
             /** @description The requested byte range of the log (`Range: bytes=N-`), with `Content-Range` */
@@ -2558,13 +2568,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            /** @description Too many requests from this client (`rate_limited`), or, for a stream, too many streams open: the caller already holds SSE_MAX_STREAMS_PER_USER, or the server SSE_MAX_STREAMS (`rate_limited`). Wait `Retry-After` seconds */
             429: {
                 headers: {
-                    "retry-after": components["headers"]["RetryAfter"];
-                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
-                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
-                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    /** @description Seconds to wait before trying again */
+                    "retry-after"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -1,21 +1,15 @@
 import type { Readable } from 'node:stream';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { linesFrom, logBytes } from '../../src/builds/log-slice.js';
-import { CallerWatch, type AccessEndReason, type WatchedCaller } from '../../src/http/caller-watch.js';
+import type { FollowedLog } from '../../src/builds/log-followers.js';
+import { logBytes } from '../../src/builds/log-slice.js';
 import { sendLogText } from '../../src/http/log-text.js';
-import { acceptsEventStream, SSE_HEADERS, SseStream } from '../../src/http/sse.js';
-import { isRefusal, StreamQuota, type StreamSlot } from '../../src/http/stream-quota.js';
+import { acceptsEventStream, SSE_HEADERS } from '../../src/http/sse.js';
+import { isRefusal } from '../../src/http/stream-quota.js';
 import { isTerminal } from '../../src/repositories/builds.js';
 import { BUILD_STATUSES, type BuildStatusValue } from '../../src/schemas/build.js';
 import { idParams } from '../../src/schemas/common.js';
 import { problemResponses } from '../../src/schemas/responses.js';
 
-/** How often an open stream re-reads its build even without an event (an event lost to a reconnect must not stall it). */
-const POLL_MS = 2000;
-/** Sent first on a stream as `retry:`: how long a client waits before it reconnects. */
-const RETRY_MS = 2000;
-/** How often open streams' callers are checked again: a revoked session or a deleted user ends them within this. */
-const CALLER_CHECK_MS = 1000;
 /** `Retry-After` of a stream refused for a cap: streams last as long as their build (seconds to minutes). */
 const STREAM_CAP_RETRY_AFTER_S = 5;
 
@@ -106,132 +100,19 @@ with \`?offset=\`.`;
 
 /** GET /builds/:id/logs: a build's log, plain (with offsets and ranges) or as a live event stream. */
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const { buildsRepository: builds, buildEvents, callerCache, usersRepository } = fastify;
-  const keepAliveMs = fastify.config.SSE_KEEPALIVE_S * 1000;
-  const quota = new StreamQuota({ perUser: fastify.config.SSE_MAX_STREAMS_PER_USER, total: fastify.config.SSE_MAX_STREAMS });
-  const callers = new CallerWatch({
-    intervalMs: CALLER_CHECK_MS,
-    isLive: async (userId, familyId) => (await callerCache.find(userId, familyId)) !== undefined,
-    reason: async (userId) => ((await usersRepository.findPublicById(userId)) ? 'session_revoked' : 'user_deleted'),
-    onError: (error) => fastify.log.warn({ err: error }, 'could not check the callers of open log streams'),
+  const { buildsRepository: builds, logStreams } = fastify;
+
+  /** Build `id`'s log, as live streams follow it. */
+  const buildLog = (id: number): FollowedLog => ({
+    key: `build:${id}`,
+    buildId: id,
+    read: async () => {
+      const build = await builds.findById(id);
+      return build && { status: build.status, bytes: logBytes(build.logs) };
+    },
+    isFinal: (status) => isTerminal(status as BuildStatusValue),
+    gone: `build ${id} was deleted`,
   });
-
-  /** Every open stream, ended on close so that shutdown does not wait for clients that never hang up. */
-  const open = new Set<SseStream>();
-  fastify.addHook('preClose', async () => {
-    callers.close();
-    for (const sse of open) {
-      sse.comment('server shutting down: reconnect to resume');
-      sse.end();
-    }
-  });
-
-  /**
-   * The build as the next read finds it, shared by every stream that asks before that read starts: a change event
-   * reaches all of a build's followers at once, and one query (and one copy of the log's bytes) then serves them all
-   * instead of one each. A read already under way is never joined: it may predate the change the caller was told of.
-   */
-  const pendingReads = new Map<number, Promise<{ status: BuildStatusValue; bytes: Buffer } | undefined>>();
-  const nextRead = (id: number) => {
-    let read = pendingReads.get(id);
-    if (!read) {
-      read = Promise.resolve().then(async () => {
-        pendingReads.delete(id);
-        const build = await builds.findById(id);
-        return build && { status: build.status, bytes: logBytes(build.logs) };
-      });
-      pendingReads.set(id, read);
-    }
-    return read;
-  };
-
-  interface Follower {
-    /** The build's status when the request read it. */
-    status: BuildStatusValue;
-    caller: WatchedCaller & { expiresAt: number };
-    /** The stream's place in the quota, given back when the stream ends, for whatever reason. */
-    slot: StreamSlot;
-    log: { warn(obj: object, msg: string): void };
-  }
-
-  /**
-   * Streams the log of build `id` from byte `from`, as the build runs, until it finishes or its caller's access ends.
-   */
-  function follow(id: number, from: number, { status, caller, slot, log }: Follower): SseStream {
-    const sse = new SseStream({ keepAliveMs, retryMs: RETRY_MS });
-    let cursor = from;
-    let lastStatus = status;
-    let reading = false;
-    let again = false;
-
-    const pump = async () => {
-      if (!sse.isOpen) return;
-      // One read at a time: an event arriving during a read asks for one more, so no line is sent twice or missed.
-      if (reading) {
-        again = true;
-        return;
-      }
-      reading = true;
-      try {
-        do {
-          again = false;
-          const build = await nextRead(id);
-          if (!sse.isOpen) return;
-          if (!build) {
-            // Deleted (with its project) while followed: nothing more will come.
-            sse.comment(`build ${id} was deleted`);
-            sse.end();
-            return;
-          }
-          const { bytes } = build;
-          lastStatus = build.status;
-          // A finished build's log is complete: a last line without a line feed may be sent too.
-          const final = isTerminal(build.status);
-          const { lines, next } = linesFrom(bytes, cursor, final);
-          for (const line of lines) sse.send({ id: line.end, data: line.text });
-          cursor = next;
-          if (final) {
-            sse.send({ event: 'end', id: bytes.length, data: JSON.stringify({ status: build.status }) });
-            sse.end();
-            return;
-          }
-        } while (again);
-      } catch (error) {
-        // The database hiccuped: the stream stays open and the next event or poll tries again.
-        log.warn({ err: error, build_id: id }, 'could not read a followed build log');
-      } finally {
-        reading = false;
-      }
-    };
-
-    const unsubscribe = buildEvents.subscribe((event) => {
-      if (event.type === 'changed' && event.build_id === id) void pump();
-    });
-    const poll = setInterval(() => void pump(), POLL_MS);
-    // Lines already sent stay sent; the `end` event says why nothing more comes, and `id:` where to resume.
-    const accessEnded = (reason: AccessEndReason) => {
-      if (!sse.isOpen) return;
-      sse.send({ event: 'end', id: cursor, data: JSON.stringify({ status: lastStatus, reason }) });
-      sse.end();
-    };
-    const unwatch = callers.watch(caller, accessEnded);
-    // The access token was checked once, when the stream opened: the stream ends when it expires, as a request made
-    // with it then would be refused. The client resumes with a fresh token and `Last-Event-ID`.
-    // (A timer longer than 2^31 - 1 ms would fire at once: such a token outlives any stream that a restart ends.)
-    const expiry = setTimeout(() => accessEnded('token_expired'), Math.min(2 ** 31 - 1, Math.max(0, caller.expiresAt - Date.now())));
-    open.add(sse);
-    sse.onClose(() => {
-      unsubscribe();
-      unwatch();
-      clearTimeout(expiry);
-      clearInterval(poll);
-      open.delete(sse);
-      slot.release();
-    });
-    // Subscribed first, then read: a change made in between is not lost.
-    void pump();
-    return sse;
-  }
 
   fastify.get(
     '/builds/:id/logs',
@@ -289,7 +170,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       const bytes = logBytes(build.logs);
 
       if (request.method === 'GET' && acceptsEventStream(request.headers.accept)) {
-        const slot = quota.acquire(request.caller.id);
+        const slot = logStreams.quota.acquire(request.caller.id);
         if (isRefusal(slot)) {
           reply.header('retry-after', String(STREAM_CAP_RETRY_AFTER_S));
           throw fastify.httpErrors.tooManyRequests(
@@ -299,7 +180,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           );
         }
         const from = request.headers['last-event-id'] ?? request.query.offset ?? 0;
-        const sse = follow(id, from, { status: build.status, caller: request.caller, slot, log: request.log });
+        const sse = logStreams.followers.follow(buildLog(id), from, { status: build.status, caller: request.caller, slot, log: request.log });
         // Whatever becomes of the response (sent and finished, cut, or never sent because a hook failed), the stream
         // ends with it: its slot, subscription and timers never outlive the request.
         reply.raw.once('close', () => sse.end());

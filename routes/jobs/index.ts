@@ -1,7 +1,10 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FollowedLog } from '../../src/builds/log-followers.js';
 import { logBytes } from '../../src/builds/log-slice.js';
 import { sendLogText } from '../../src/http/log-text.js';
-import { JOB_STATUSES } from '../../src/pipelines/progress.js';
+import { acceptsEventStream, SSE_HEADERS } from '../../src/http/sse.js';
+import { isRefusal } from '../../src/http/stream-quota.js';
+import { JOB_STATUSES, TERMINAL_JOB_STATUSES } from '../../src/pipelines/progress.js';
 import type { JobActionResult } from '../../src/repositories/jobs.js';
 import { idParams, locationHeader } from '../../src/schemas/common.js';
 import { Job } from '../../src/schemas/job.js';
@@ -40,6 +43,16 @@ const LogQuery = Type.Object({
 });
 
 const LogRequestHeaders = Type.Object({
+  'last-event-id': Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description:
+        'Stream only: the `id` of the last event received (a byte offset); the stream resumes just after it. ' +
+        'Browsers send it by themselves when they reconnect. Takes precedence over `?offset=`.',
+      examples: [512],
+    }),
+  ),
   range: Type.Optional(
     Type.String({
       description:
@@ -73,14 +86,26 @@ const LOG_EXAMPLE =
   '[00:00.000] ==> Job test 1/2\n' +
   '[00:00.000] $ npm test\n';
 
+const STREAM_EXAMPLE = 'retry: 2000\n\nid: 58\ndata: [00:00.000] $ npm run e2e\n\nevent: end\nid: 96\ndata: {"status":"success"}\n\n';
+
+/** `Retry-After` of a stream refused for a cap: streams last as long as their job. */
+const STREAM_CAP_RETRY_AFTER_S = 5;
+
+/** A job is over (its log complete) once it is success, fail, canceled or skipped. */
+const isFinalJobStatus = (status: string) => (TERMINAL_JOB_STATUSES as readonly string[]).includes(status);
+
 const LOG_DESCRIPTION = `The job's own log (what the build's log shows with the job's name in front of each line), as
 \`text/plain; charset=utf-8\`: the whole log, or with \`?offset=N\` only the bytes after byte N (offsets count bytes of the
 UTF-8 text; past the end the body is empty). \`X-Log-Size\` is the total size, the offset to poll from next;
 \`X-Job-Status\` says when to stop (success, fail, canceled, skipped). \`Range: bytes=N-\` works too (206 with
 \`Content-Range\`; a range starting past the end is a 416). Each attempt of a job has its own log.
 
-A live stream (\`Accept: text/event-stream\`, as \`GET /builds/{id}/logs\` offers) is not offered for jobs yet: whatever
-\`Accept\` says, the answer is the plain text. Poll with \`?offset=\`, or follow the build's log.`;
+**Live stream**: with \`Accept: text/event-stream\` the answer is an event stream that follows the job as it runs, exactly
+as \`GET /builds/{id}/logs\` follows a build: \`retry: 2000\`, one event per log line (\`id:\` the byte offset just past
+it, so \`Last-Event-ID\` or \`?offset=\` resumes after it), keep-alive comments, and a last \`end\` event with
+\`{"status": "<status>"}\` once the job is over (success, fail, canceled, skipped); or, earlier, with a \`reason\` when the
+caller's session is revoked, the user deleted or the access token expires. Job and build streams share one quota:
+SSE_MAX_STREAMS_PER_USER per user, SSE_MAX_STREAMS per server (429 with \`Retry-After\` beyond).`;
 
 // ---- actions ---------------------------------------------------------------------------------------------------------
 
@@ -182,6 +207,18 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     async (request) => findOr404(request.params.id),
   );
 
+  /** Job `id`'s log, as live streams follow it: it grows with its build (the build's events say when). */
+  const jobLog = (id: number, buildId: number): FollowedLog => ({
+    key: `job:${id}`,
+    buildId,
+    read: async () => {
+      const job = await jobs.findById(id);
+      return job && { status: job.status, bytes: logBytes(job.logs) };
+    },
+    isFinal: isFinalJobStatus,
+    gone: `job ${id} was deleted`,
+  });
+
   fastify.get(
     '/jobs/:id/logs',
     {
@@ -197,9 +234,15 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         headers: LogRequestHeaders,
         response: {
           200: {
-            description: 'The log (or the part after `?offset=`) as plain text',
+            description:
+              'The log (or the part after `?offset=`) as plain text; with `Accept: text/event-stream`, a live event stream: ' +
+              'one event per line (`id:` byte offset past the line, `data:` the line), keep-alive comments, and a final ' +
+              '`end` event with `{"status": …}` (and a `reason` when the caller\'s access ended first).',
             headers: LogHeaders,
-            content: { 'text/plain': { schema: TextBody('Log text (UTF-8)', LOG_EXAMPLE) } },
+            content: {
+              'text/plain': { schema: TextBody('Log text (UTF-8)', LOG_EXAMPLE) },
+              'text/event-stream': { schema: TextBody('Server-sent events, one per log line', STREAM_EXAMPLE) },
+            },
           },
           206: {
             description: 'The requested byte range of the log (`Range: bytes=N-`), with `Content-Range`',
@@ -210,6 +253,15 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
             content: { 'text/plain': { schema: TextBody('Part of the log text', LOG_EXAMPLE) } },
           },
           ...problemResponses(400, 401, 403, 404),
+          429: {
+            ...problemResponses(429)[429],
+            description:
+              'Too many requests from this client (`rate_limited`), or, for a stream, too many streams open: the caller ' +
+              'already holds SSE_MAX_STREAMS_PER_USER, or the server SSE_MAX_STREAMS (`rate_limited`). Wait `Retry-After` seconds',
+            headers: {
+              'retry-after': Type.Integer({ minimum: 1, description: 'Seconds to wait before trying again', examples: [5] }),
+            },
+          },
           416: {
             ...problemResponses(416)[416],
             description: 'The `Range` starts at or past the end of the log: `Content-Range: bytes */<size>` gives its size',
@@ -225,6 +277,26 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       const job = await findOr404(id);
       const bytes = logBytes(job.logs);
       reply.header('x-job-status', job.status).header('x-log-size', String(bytes.length));
+      if (request.method === 'GET' && acceptsEventStream(request.headers.accept)) {
+        const slot = fastify.logStreams.quota.acquire(request.caller.id);
+        if (isRefusal(slot)) {
+          reply.header('retry-after', String(STREAM_CAP_RETRY_AFTER_S));
+          throw fastify.httpErrors.tooManyRequests(
+            `You already have ${slot.limit} live log streams open${slot.refused === 'user' ? '' : ' on this server'}, ` +
+              'the most allowed: close one, or poll the plain-text log with ?offset=',
+          );
+        }
+        const from = request.headers['last-event-id'] ?? request.query.offset ?? 0;
+        const sse = fastify.logStreams.followers.follow(jobLog(id, job.build_id), from, {
+          status: job.status,
+          caller: request.caller,
+          slot,
+          log: request.log,
+        });
+        // Whatever becomes of the response, the stream ends with it: its slot, subscription and timers go too.
+        reply.raw.once('close', () => sse.end());
+        return reply.headers(SSE_HEADERS).send(sse.stream);
+      }
       return sendLogText(reply, bytes, request.query.offset, request.headers.range);
     },
   );

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import type { PipelineDefinition } from '../../src/pipelines/definition.js';
 import { injectAs, testDb, uniqueName, useTestApp, waitForBuild } from '../helper.js';
+import { openEventStream } from '../sse-client.js';
 
 /**
  * The job engine (PIPELINE_ENGINE=jobs) through HTTP: builds run their project's pipeline as jobs, claimed by the
@@ -141,6 +142,27 @@ describe(`job engine: parallel jobs and cancel, in (scaled) time (${testDb})`, (
     }
     // Three 6 s jobs side by side: the build lasted 6 s, not 18.
     expect(build.duration_s).toBe(6);
+  });
+
+  it("streams one job's log live, line by line as it runs, until its `end` event", async () => {
+    const projectId = await projectWith(ctx.app, ctx.adminToken, {
+      stages: ['test'],
+      jobs: { e2e: { stage: 'test', script: ['npm run e2e -- --shard 1', 'npm run e2e -- --shard 2', 'npm run report'], duration_s: [30, 30] } },
+    });
+    const { id } = await trigger(ctx.app, ctx.adminToken, projectId);
+    const [job] = await jobsOf(ctx.app, id);
+    const address = await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+    const stream = await openEventStream(`${address}/jobs/${job!.id}/logs`, { authorization: `Bearer ${ctx.adminToken}` }, { transport: 'http' });
+    expect(stream.response.status).toBe(200);
+    const end = await stream.waitFor((item) => item.kind === 'event' && item.event === 'end', 10_000);
+    const lines = stream.events().filter((event) => event.event !== 'end').map((event) => event.data);
+    // Lines came while the job ran (1.5 s of wall time here), not all at once at the end.
+    const times = stream.events().map((event) => event.at);
+    expect(times.at(-1)! - times[0]!).toBeGreaterThan(500);
+    expect(lines.some((line) => line.endsWith('$ npm run e2e -- --shard 2'))).toBe(true);
+    expect(lines.at(-1)).toMatch(/^Job succeeded in 30 s$/);
+    expect(end.kind === 'event' && JSON.parse(end.data)).toEqual({ status: 'success' });
+    await stream.waitClosed(2000);
   });
 
   it('cancels a running build: its running job stops within a second, the jobs after it are skipped', async () => {

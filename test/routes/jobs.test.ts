@@ -237,17 +237,24 @@ describe(`jobs routes, PIPELINE_ENGINE=jobs (${testDb})`, () => {
     expectProblem(unsatisfiable, 416, 'validation_error');
     expect(unsatisfiable.headers['content-range']).toBe(`bytes */${log.length}`);
 
-    // No live stream for jobs yet: an event-stream Accept gets the plain text.
-    const stream = await admin('GET', `/jobs/${compile.id}/logs`, { headers: { accept: 'text/event-stream' } });
-    expect(stream.statusCode).toBe(200);
-    expect(stream.headers['content-type']).toBe('text/plain; charset=utf-8');
-    expect(stream.rawPayload.equals(log)).toBe(true);
-
     // Finished: the status says so, and the last lines are there.
     await ctx.app.jobsRepository.finish(job, OWNER, { status: 'success', duration_s: 1, text: 'Job succeeded\n' });
     const done = await admin('GET', `/jobs/${compile.id}/logs`);
     expect(done.headers['x-job-status']).toBe('success');
     expect(done.body).toBe(`${log.toString('utf8')}Job succeeded\n`);
+
+    // As an event stream, a finished job's log comes whole, one event per line, then `end` with its status; from
+    // Last-Event-ID, only what follows.
+    const stream = await admin('GET', `/jobs/${compile.id}/logs`, { headers: { accept: 'text/event-stream' } });
+    expect(stream.statusCode).toBe(200);
+    expect(stream.headers['content-type']).toMatch(/^text\/event-stream/);
+    const whole2 = Buffer.byteLength(`${log.toString('utf8')}Job succeeded\n`);
+    expect(stream.body).toContain(`id: ${from}\ndata: [usine] Job compile (attempt 1) picked up by ${OWNER}, claim 1\n\n`);
+    expect(stream.body).toContain(`id: ${log.length}\ndata: étape 1: make ✓\n\n`);
+    expect(stream.body).toMatch(new RegExp(`event: end\\nid: ${whole2}\\ndata: \\{"status":"success"\\}\\n\\n$`));
+    const resumed = await admin('GET', `/jobs/${compile.id}/logs`, { headers: { accept: 'text/event-stream', 'last-event-id': String(log.length) } });
+    expect(resumed.body).not.toContain('étape');
+    expect(resumed.body).toContain('data: Job succeeded\n');
     // Another job's log is its own: empty until claimed.
     const other = await admin('GET', `/jobs/${(jobs['test 1/2'] as JobJson).id}/logs`);
     expect(other.headers['x-job-status']).toBe('queued');
