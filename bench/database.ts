@@ -40,6 +40,12 @@ export async function scratchDatabase(dialect: Dialect): Promise<ScratchDatabase
   const name = `usine_bench_${randomBytes(6).toString('hex')}`;
   const admin = postgres(server, { max: 1, onnotice: () => {} });
   await admin.unsafe(`create database ${name}`);
+  // BENCH_PG_SETTINGS="name=value;…": settings of the scratch database, for its new connections (profiling: e.g.
+  // session_preload_libraries=auto_explain;auto_explain.log_min_duration=2 logs the slow statements' plans).
+  for (const setting of (process.env.BENCH_PG_SETTINGS ?? '').split(';').filter(Boolean)) {
+    const [key = '', value = ''] = setting.split('=');
+    await admin.unsafe(`alter database ${name} set ${key.trim()} = '${value.trim().replaceAll("'", "''")}'`);
+  }
   await admin.end();
   const url = new URL(server);
   url.pathname = `/${name}`;
@@ -176,43 +182,98 @@ export const cancelQueued = (url: string): Promise<number> =>
     async (sql) => (await sql`update builds set status = 'canceled', finished_at = now() where status = 'queued'`).count,
   );
 
-/** Marks held builds: canceled (no worker claims them), with this lease owner (which nothing else writes). */
+/** Marks held jobs: canceled (no worker claims them), with this lease owner (the app never leaves one on a canceled job). */
 const HOLD = 'bench-hold';
 
 /**
- * Takes every queued build out of the queue, to be put back at once by `releaseHeld` (bench/builds.ts's drain: the
- * worker processes start, and finish starting, on an empty queue).
+ * Takes every queued job out of the queue (what workers claim: with the default pipeline, each build's first job; its
+ * later jobs wait in `created` for it), to be put back at once by `releaseHeld` (bench/builds.ts's drain: the worker
+ * processes start, and finish starting, on an empty queue). The builds stay `queued`: nothing settles a build none of
+ * whose jobs runs. The hold and the release change `status` like any writer, so whatever counts jobs by status (the
+ * partial indexes /status and /metrics count; triggers that keep counts, as builds' do) stays right, and held jobs
+ * count as canceled meanwhile, not queued: the drain's wait for an idle queue does not wait for them.
  */
 export const holdQueued = (url: string): Promise<number> =>
   onDatabase(
     url,
-    (db) => db.prepare(`update builds set status = 'canceled', lease_owner = ? where status = 'queued'`).run(HOLD).changes,
-    async (sql) => (await sql`update builds set status = 'canceled', lease_owner = ${HOLD} where status = 'queued'`).count,
+    (db) => db.prepare(`update jobs set status = 'canceled', lease_owner = ? where status = 'queued'`).run(HOLD).changes,
+    async (sql) => (await sql`update jobs set status = 'canceled', lease_owner = ${HOLD} where status = 'queued'`).count,
   );
 
 /**
- * Puts the builds `holdQueued` took back in the queue (the `limit` oldest, or all), in one statement, and returns their
- * ids. On PostgreSQL a `queued` event (what the API publishes on a trigger) wakes every process's idle workers at
- * once; on SQLite the one process's workers, idle since they started together, find them at their next poll, together.
+ * Puts the jobs `holdQueued` took back in the queue (the `limit` oldest, or all), in one statement, and returns the
+ * ids of their builds. On PostgreSQL a `queued` event (what the API publishes on a trigger) wakes every process's idle
+ * workers at once; on SQLite the one process's workers, idle since they started together, find them at their next
+ * poll, together.
  */
 export const releaseHeld = (url: string, limit = -1): Promise<number[]> =>
   onDatabase(
     url,
     (db) =>
       db
-        .prepare<[string, number], { id: number }>(
-          `update builds set status = 'queued', lease_owner = null
-           where id in (select id from builds where status = 'canceled' and lease_owner = ? order by id limit ?) returning id`,
+        .prepare<[string, number], { build_id: number }>(
+          `update jobs set status = 'queued', lease_owner = null
+           where id in (select id from jobs where status = 'canceled' and lease_owner = ? order by id limit ?) returning build_id`,
         )
         .all(HOLD, limit)
-        .map((row) => row.id),
+        .map((row) => row.build_id),
     async (sql) => {
-      const held = sql`select id from builds where status = 'canceled' and lease_owner = ${HOLD} order by id`;
-      const released = await sql<{ id: number }[]>`
-        update builds set status = 'queued', lease_owner = null
-        where id in (${limit < 0 ? held : sql`${held} limit ${limit}`}) returning id`;
+      const held = sql`select id from jobs where status = 'canceled' and lease_owner = ${HOLD} order by id`;
+      const released = await sql<{ build_id: number }[]>`
+        update jobs set status = 'queued', lease_owner = null
+        where id in (${limit < 0 ? held : sql`${held} limit ${limit}`}) returning build_id`;
       const first = released[0];
-      if (first) await sql`select pg_notify('usine_build_events', ${JSON.stringify({ type: 'queued', build_id: first.id })})`;
-      return released.map((row) => row.id);
+      if (first) await sql`select pg_notify('usine_build_events', ${JSON.stringify({ type: 'queued', build_id: first.build_id })})`;
+      return released.map((row) => row.build_id);
+    },
+  );
+
+/** A build as the benchmark reads it: times in milliseconds since the epoch (fractional on PostgreSQL), or null. */
+export interface BuildTimes {
+  id: number;
+  status: string;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+/** A job (current attempt) as the benchmark reads it. */
+export interface JobTimes {
+  id: number;
+  build_id: number;
+  name: string;
+  needs: string[];
+  status: string;
+  claims: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+/**
+ * Every build and every current job, straight from the database (one query each, where the API would take a request
+ * per build for the jobs). PostgreSQL's times to the microsecond, SQLite's to the millisecond (as stored).
+ */
+export const readRuns = (url: string): Promise<{ builds: BuildTimes[]; jobs: JobTimes[] }> =>
+  onDatabase(
+    url,
+    (db) => {
+      const builds = db.prepare<[], BuildTimes>(`select id, status, started_at, finished_at from builds order by id`).all();
+      const jobs = db
+        .prepare<[], Omit<JobTimes, 'needs'> & { needs: string }>(
+          `select id, build_id, name, needs, status, claims, started_at, finished_at from jobs where not retried order by id`,
+        )
+        .all()
+        .map((row) => ({ ...row, needs: JSON.parse(row.needs) as string[] }));
+      return { builds, jobs };
+    },
+    async (sql) => {
+      const builds = await sql<BuildTimes[]>`
+        select id, status, (extract(epoch from started_at) * 1000)::float8 as started_at,
+               (extract(epoch from finished_at) * 1000)::float8 as finished_at
+        from builds order by id`;
+      const jobs = await sql<(Omit<JobTimes, 'needs'> & { needs: string })[]>`
+        select id, build_id, name, needs::text as needs, status, claims, (extract(epoch from started_at) * 1000)::float8 as started_at,
+               (extract(epoch from finished_at) * 1000)::float8 as finished_at
+        from jobs where not retried order by id`;
+      return { builds: [...builds], jobs: jobs.map((row) => ({ ...row, needs: JSON.parse(row.needs) as string[] })) };
     },
   );

@@ -113,21 +113,54 @@ export function httpTargets(all: readonly DatabaseResults[], quick: boolean): Ve
   return verdicts;
 }
 
-/** From the "## Build throughput" section (bench/builds.ts): drain builds/s with 1 and 3 processes on PostgreSQL. */
+/**
+ * The four-step engine's drain before the job engine (BENCHMARKS.md, issue #16's baseline): builds/s on PostgreSQL
+ * with one process and with three, and on SQLite. A job may cost at most PER_JOB_SLACK times what such a build did.
+ */
+export const OLD_BUILD_DRAIN = { pg: 1130, pg3: 1270, sqlite: 2553 } as const;
+export const PER_JOB_SLACK = 1.2;
+/** Drained builds/s of the four-job default pipeline on PostgreSQL, one process (issue #16). */
+export const BUILDS_PER_S_TARGET = 250;
+const DEFAULT_PIPELINE_JOBS = 4;
+
+/**
+ * From the "## Build throughput" section (bench/builds.ts): drained jobs/s against the old builds/s (one process and
+ * three on PostgreSQL, SQLite), builds/s of the default pipeline, and three processes against one.
+ */
 export function buildTargets(section: string | undefined): Verdict[] {
   const cells = (row: string | undefined) => row?.split('|').slice(1, -1).map((cell) => cell.trim());
   const rows = section?.split('\n') ?? [];
-  const column = cells(rows.find((text) => text.startsWith('| Set-up')))?.indexOf('Drain: builds/s') ?? -1;
-  const rate = (label: string) => {
+  const header = cells(rows.find((text) => text.startsWith('| Set-up')));
+  const rate = (label: string, name: string) => {
+    const column = header?.indexOf(name) ?? -1;
     const value = column < 0 ? undefined : cells(rows.find((text) => text.startsWith(`| ${label}`)))?.[column];
     return value === undefined || !Number.isFinite(Number(value)) ? undefined : Number(value);
   };
-  const one = rate('(a)');
-  const three = rate('(b)');
+  const jobs = (label: string) => rate(label, 'Drain: jobs/s');
+  const perJob = (target: string, measured: number | undefined, old: number) => {
+    const least = Math.ceil(old / PER_JOB_SLACK);
+    return verdict(
+      `${target}: time per job ≤ ${PER_JOB_SLACK}× the old time per build (≥ ${least.toLocaleString('en-US')} jobs/s, drain)`,
+      measured === undefined ? 'not measured' : `${measured}/s (${old.toLocaleString('en-US')} ÷ ${measured} = ${(old / measured).toFixed(2)}×)`,
+      measured === undefined ? undefined : measured >= least,
+    );
+  };
+  const builds = rate('(a)', 'Drain: builds/s');
+  const one = jobs('(a)');
+  const three = jobs('(b)');
   return [
-    verdict('≥ 500 builds/s on PostgreSQL, one process (drain)', one === undefined ? 'not measured' : `${one}/s`, one === undefined ? undefined : one >= 500),
+    perJob('PostgreSQL, one process', one, OLD_BUILD_DRAIN.pg),
+    perJob('PostgreSQL, three processes', three, OLD_BUILD_DRAIN.pg),
+    perJob('SQLite', jobs('(c)'), OLD_BUILD_DRAIN.sqlite),
     verdict(
-      'More builds/s with three processes than with one (PostgreSQL)',
+      `≥ ${BUILDS_PER_S_TARGET} builds/s of the ${DEFAULT_PIPELINE_JOBS}-job default pipeline on PostgreSQL, one process (drain)`,
+      builds === undefined || one === undefined
+        ? 'not measured'
+        : `${builds}/s (were every build to run all ${DEFAULT_PIPELINE_JOBS} jobs: ${one} ÷ ${DEFAULT_PIPELINE_JOBS} = ${Math.floor(one / DEFAULT_PIPELINE_JOBS)}/s)`,
+      builds === undefined ? undefined : builds >= BUILDS_PER_S_TARGET,
+    ),
+    verdict(
+      'More jobs/s with three processes than with one (PostgreSQL)',
       three === undefined || one === undefined ? 'not measured' : `${three}/s vs ${one}/s`,
       three === undefined || one === undefined ? undefined : three > one,
     ),

@@ -3,10 +3,11 @@
  * on it (GET /builds/:id/logs, Accept: text/event-stream, one connection each), waits for every stream's `end`
  * event, then starts over, until `until()` says stop. So about slots × perSlot streams are open all the time.
  *
- * Latency of a line = when a client received it − when the worker was due to write it. The due time is the build's
- * `started_at` + the line's `[mm:ss.SSS]` simulated offset × BUILD_TIME_SCALE (src/builds/run-build.ts writes a line
- * as its time comes); it includes the database write, the event and the stream's re-read, and a millisecond or so
- * of the worker's set-up (it starts its clock just after the claim that set `started_at`).
+ * Latency of a line = when a client received it − when the worker was due to write it. The due time is its job's
+ * `started_at` + the line's `[mm:ss.SSS]` simulated offset × BUILD_TIME_SCALE (a job's lines are prefixed with its
+ * name in the build's log, and src/builds/job-engine.ts writes a line as its time comes); it includes the database
+ * write, the event and the stream's re-read, and a millisecond or so of the worker's set-up (it starts its clock just
+ * after the claim that set the job's `started_at`).
  */
 import { apiClient } from '../test/processes.js';
 import { openEventStream } from '../test/sse-client.js';
@@ -33,7 +34,7 @@ export interface StreamStats {
   failed: number;
 }
 
-const STEP_LINE = /^\[(\d+):(\d{2})\.(\d{3})\] /;
+const STEP_LINE = /^\[(.+?)\] \[(\d+):(\d{2})\.(\d{3})\] /;
 
 export const percentile = (sorted: readonly number[], p: number) =>
   sorted.length === 0 ? Number.NaN : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -56,8 +57,8 @@ export async function followBuilds(load: StreamLoad): Promise<StreamStats> {
       );
       streams += opened.length;
       await Promise.all(opened.map((stream) => stream.closed));
-      const { started_at: startedAt } = await api.expect<{ started_at: string | null }>(200, 'GET', `/builds/${build.id}`);
-      const start = Date.parse(startedAt ?? '');
+      const jobs = await api.expect<{ items: { name: string; retried: boolean; started_at: string | null }[] }>(200, 'GET', `/builds/${build.id}/jobs`);
+      const jobStarts = new Map(jobs.items.filter((job) => !job.retried).map((job) => [job.name, Date.parse(job.started_at ?? '')]));
       builds++;
       for (const stream of opened) {
         const received = stream.events();
@@ -66,8 +67,9 @@ export async function followBuilds(load: StreamLoad): Promise<StreamStats> {
           if (event.event !== 'message') continue;
           events++;
           const match = STEP_LINE.exec(event.data);
-          if (!match || !Number.isFinite(start)) continue;
-          const offsetMs = (Number(match[1]) * 60 + Number(match[2])) * 1000 + Number(match[3]);
+          const start = jobStarts.get(match?.[1] ?? '');
+          if (!match || start === undefined || !Number.isFinite(start)) continue;
+          const offsetMs = (Number(match[2]) * 60 + Number(match[3])) * 1000 + Number(match[4]);
           latencies.push(event.at - (start + offsetMs * load.timeScale));
         }
       }

@@ -43,24 +43,19 @@ export const EnvSchema = Type.Object({
   ADMIN_USERNAME: Type.String({ minLength: 1, maxLength: 64, default: 'admin' }),
   ADMIN_PASSWORD: Type.String({ minLength: 1, default: DEFAULT_ADMIN_PASSWORD }),
   BUILD_FAIL_RATE: Type.Number({ minimum: 0, maximum: 1, default: 0.5 }),
-  /** Build workers in this process; 0 runs none (an API-only replica: builds wait for another process). */
+  /** Build workers in this process, one job each at a time; 0 runs none (an API-only replica: jobs wait for another process). */
   BUILD_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 64, default: 4 }),
-  /**
-   * What a build runs: `builds`, the four-step build of one worker (today's default), or `jobs`, the project's pipeline
-   * as jobs claimed by any worker (issue #16, being completed: the default once it is).
-   */
-  PIPELINE_ENGINE: Type.Union([Type.Literal('builds'), Type.Literal('jobs')], { default: 'builds' }),
   /** Wall time per simulated second: 1 = real time, 0.1 = ten times faster, 0 = instant (the seed's behaviour). */
   BUILD_TIME_SCALE: Type.Number({ minimum: 0, maximum: 100, default: 1 }),
-  /** Any text: runs become reproducible (the same project and build number draw the same duration and outcome). */
+  /** Any text: runs become reproducible (the same project, build number, job name and attempt draw the same duration and outcome). */
   BUILD_SEED: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-  /** Seconds a worker's claim on a running build lasts without renewal; past it another process takes the build over. */
+  /** Seconds a worker's claim on a running job lasts without renewal; past it another process takes the job over. */
   BUILD_LEASE_S: Type.Number({ minimum: 1, maximum: 3600, default: 30 }),
-  /** Claims of one build (first run plus take-overs after lost leases) before it is failed instead. */
+  /** Claims of one job (first run plus take-overs after lost leases) before it is failed instead. */
   BUILD_MAX_ATTEMPTS: Type.Integer({ minimum: 1, maximum: 20, default: 3 }),
   /** Queued builds one project may have; a trigger beyond answers 429. */
   BUILD_QUEUE_LIMIT: Type.Integer({ minimum: 1, maximum: 100_000, default: 100 }),
-  /** On shutdown, seconds running builds get to finish before they are handed back to the queue. */
+  /** On shutdown, seconds running jobs get to finish before they are handed back to the queue. */
   BUILD_DRAIN_S: Type.Number({ minimum: 0, maximum: 8, default: 5 }),
   /** How long an Idempotency-Key on a trigger is remembered, in seconds (24 h). */
   IDEMPOTENCY_TTL_S: Type.Integer({ minimum: 1, maximum: 7 * 86_400, default: 86_400 }),

@@ -33,6 +33,8 @@ interface Fixtures {
   refreshToken(): Promise<string>;
   /** A job of a finished build (its first: a success). */
   job(): Promise<number>;
+  /** The job of a successful build that stored an artifact (the default pipeline's package job), and its file's name. */
+  jobArtifact(): Promise<{ job: number; name: string }>;
   /** The first job of a held build: queued, so that it can be canceled. */
   queuedJob(): Promise<number>;
   /** A `when: manual` job whose needs have run: waiting to be played. */
@@ -106,6 +108,16 @@ const ROUTES: RouteCase[] = [
   { route: 'GET /builds/:id/jobs', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/builds/${await f.build()}/jobs` }) },
   { route: 'GET /jobs/:id', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/jobs/${await f.job()}` }) },
   { route: 'GET /jobs/:id/logs', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/jobs/${await f.job()}/logs` }) },
+  { route: 'GET /jobs/:id/artifacts', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/jobs/${(await f.jobArtifact()).job}/artifacts` }) },
+  {
+    route: 'GET /jobs/:id/artifacts/:name',
+    least: 'viewer',
+    success: 200,
+    prepare: async (f) => {
+      const { job, name } = await f.jobArtifact();
+      return { url: `/jobs/${job}/artifacts/${encodeURIComponent(name)}` };
+    },
+  },
   { route: 'GET /projects/:id/pipeline', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}/pipeline` }) },
   { route: 'POST /pipelines/lint', least: 'viewer', success: 200, prepare: async () => ({ url: '/pipelines/lint', payload: PIPELINE }) },
   // Maintainers create and update projects and trigger builds.
@@ -163,9 +175,9 @@ function expectProblem(response: LightMyRequestResponse, status: number, error: 
 }
 
 describe(`function-level authorization, every route (${testDb})`, () => {
-  // Every build succeeds, so that a finished build always has an artifact to download. Builds run as jobs
-  // (PIPELINE_ENGINE=jobs): the job routes then have jobs to act on, and the build routes work the same.
-  const ctx = useTestApp({ BUILD_FAIL_RATE: '0', PIPELINE_ENGINE: 'jobs' });
+  // Every build succeeds, so that a finished build always has an artifact to download (and its jobs, the job routes'
+  // subjects, have their own).
+  const ctx = useTestApp({ BUILD_FAIL_RATE: '0' });
   /** While true, the workers claim nothing: builds triggered meanwhile stay queued. Released after each test. */
   let holdQueue = false;
   const held: number[] = [];
@@ -216,6 +228,15 @@ describe(`function-level authorization, every route (${testDb})`, () => {
       const [first] = await jobsOf(await fixtures.build());
       expect(first?.status, 'the first job of a successful build').toBe('success');
       return first?.id ?? 0;
+    },
+    jobArtifact: async () => {
+      const packaging = (await jobsOf(await fixtures.build())).find((job) => job.name === 'package');
+      expect(packaging?.status, 'the package job of a successful build').toBe('success');
+      const response = await admin('GET', `/jobs/${packaging?.id ?? 0}/artifacts`);
+      expect(response.statusCode, response.body).toBe(200);
+      const name = response.json<{ items: { name: string }[] }>().items[0]?.name;
+      expect(name, `job ${packaging?.id} has an artifact`).toBeTypeOf('string');
+      return { job: packaging?.id ?? 0, name: name ?? '' };
     },
     queuedJob: async () => {
       const [first] = await jobsOf(await fixtures.queuedBuild());

@@ -8,7 +8,7 @@
  * through the caller cache, which PostgreSQL's notifications invalidate).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seededRandom } from '../src/builds/simulator.js';
+import { planDefaultBuild } from './builds/default-run.js';
 import { createScratchDatabase, testDb, uniqueName, type ScratchDatabase } from './helper.js';
 import { apiClient, describeServers, loginAdmin, startServer, stopServer, type ApiClient, type ServerProcess } from './processes.js';
 import { openEventStream, type OpenedStream, type SseEventItem } from './sse-client.js';
@@ -31,22 +31,23 @@ interface Build {
 }
 
 /**
- * A BUILD_SEED under which builds 1–3 of project 1 (the first project of a fresh database) last at least 8 simulated
- * seconds (2.4 s of wall time at TIME_SCALE), so that they write many times while followed. The duration is the first
- * draw of the run's seeded random source (src/builds/simulator.ts, planRun). Only makes the builds long: no assertion
- * depends on it.
+ * A BUILD_SEED under which builds 1–3 of project 1 (the first project of a fresh database) last at least 7 simulated
+ * seconds (2.1 s of wall time at TIME_SCALE), so that they write many times while followed: their default pipeline's
+ * jobs planned as the engine plans them (test/builds/default-run.ts). Only makes the builds long: no assertion depends
+ * on it.
  */
 function longBuildSeed(): string {
+  const project = { name: 'replicas', repo: 'https://github.com/demo/replicas' };
   for (let index = 0; ; index++) {
     const seed = `replicas-${index}`;
-    const durations = [1, 2, 3].map((number) => 2 + seededRandom(`${seed}:1:${number}`)() * 8);
-    if (durations.every((duration) => duration >= 8)) return seed;
+    const durations = [1, 2, 3].map((number) => planDefaultBuild({ project, build: { project_id: 1, number, branch: 'main', commit_sha: '0'.repeat(40) } }, 0, seed).planned_s);
+    if (durations.every((duration) => duration >= 7)) return seed;
   }
 }
 
-/** The pid inside an engine owner `<host>:<pid>:<tag>/w<n>` named by the log's "picked up by" lines. */
+/** The pid inside each engine owner `<host>:<pid>:<tag>/w<n>` named by the log's "picked up by" lines (one per job claim). */
 function pickupPids(logs: string): number[] {
-  return [...logs.matchAll(/picked up by (\S+), attempt \d+$/gm)].map((match) => Number(match[1]!.split(':').at(-2)));
+  return [...logs.matchAll(/picked up by (\S+), claim \d+$/gm)].map((match) => Number(match[1]!.split(':').at(-2)));
 }
 
 /** The stream's data events before `end`, checked against the final log: same lines, and ids = byte offsets past each. */
@@ -110,8 +111,8 @@ describe.skipIf(testDb !== 'pg')('live build logs served by one replica while an
   it('streams on A, line by line while it runs, a build that runs on B, then `end` with its final status', async () => {
     const { stream, build, runningWhenFirstLine } = await followOnApiOnly();
     expect(build.status, diagnostics()).toBe('success');
-    // B ran it, once; A (no workers) never did.
-    expect(pickupPids(build.logs)).toEqual([worker!.pid]);
+    // B ran its four jobs, once each; A (no workers) never ran any.
+    expect(pickupPids(build.logs)).toEqual([worker!.pid, worker!.pid, worker!.pid, worker!.pid]);
     // The first line was there while the build was still running…
     expect(runningWhenFirstLine).toBe('running');
     const lines = expectStreamEqualsLog(stream, build);
@@ -124,7 +125,7 @@ describe.skipIf(testDb !== 'pg')('live build logs served by one replica while an
   it('delivers the writes one by one, more often than the 2 s fallback poll could (fails if NOTIFY is broken)', async () => {
     const { stream, build, openedAt } = await followOnApiOnly();
     expect(build.status, diagnostics()).toBe('success');
-    expect(pickupPids(build.logs)).toEqual([worker!.pid]);
+    expect(pickupPids(build.logs)).toEqual([worker!.pid, worker!.pid, worker!.pid, worker!.pid]);
     const events = expectStreamEqualsLog(stream, build).concat(stream.events().at(-1)!);
 
     // Bursts: events that came out of one read of the build (a pump of the stream) arrive together.

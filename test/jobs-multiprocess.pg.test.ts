@@ -1,8 +1,9 @@
 /**
- * The job engine across real processes (PostgreSQL only): three servers with PIPELINE_ENGINE=jobs share one database,
+ * The job engine across real processes (PostgreSQL only): three servers share one database,
  * builds whose pipelines have parallel jobs and a job that needs all of them are triggered through all three, and one
  * server is SIGKILLed while it runs jobs. Every job and build must end, no job's run complete twice, every dependent be
- * released once, and the killed server's jobs be taken over by the survivors once their lease expires.
+ * released once, and the killed server's jobs be taken over by the survivors once their lease expires. Then a build
+ * canceled through one survivor stops its jobs running on the other within a second.
  */
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,7 +52,6 @@ describe.skipIf(testDb !== 'pg')('job engine across three server processes on on
       SERVERS,
       {
         DATABASE_URL: scratch.url,
-        PIPELINE_ENGINE: 'jobs',
         BUILD_CONCURRENCY: '3',
         BUILD_TIME_SCALE: '0.05',
         BUILD_LEASE_S: '2',
@@ -141,4 +141,46 @@ describe.skipIf(testDb !== 'pg')('job engine across three server processes on on
     expect(problems, `${problems.slice(0, 10).join('\n\n')}\n${diagnostics()}`).toEqual([]);
     expect(takenOver, 'some of the killed server’s jobs were taken over').toBeGreaterThan(0);
   }, 90_000);
+
+  it('cancels a build through one replica and stops its jobs running on the other within a second', async () => {
+    const db = sql!;
+    // The survivors: three workers each, and six copies of a long job, so that both run some of them.
+    const survivors = servers.filter((server) => server.alive());
+    expect(survivors).toHaveLength(2);
+    const [front, other] = [clients[0]!, clients[1]!];
+    const project = await front.expect<{ id: number }>(201, 'POST', '/projects', { name: uniqueName('jobs-cancel'), repo: 'https://github.com/demo/cancel' });
+    await front.expect(200, 'PUT', `/projects/${project.id}/pipeline`, { stages: ['test'], jobs: { soak: { stage: 'test', parallel: 6, duration_s: [400, 400] } } });
+    const build = await front.expect<{ id: number }>(201, 'POST', `/projects/${project.id}/builds`);
+
+    const deadline = Date.now() + 20_000;
+    let owners: string[];
+    for (;;) {
+      const rows = await db<{ lease_owner: string }[]>`select lease_owner from jobs where build_id = ${build.id} and status = 'running'`;
+      owners = rows.map((row) => row.lease_owner);
+      if (owners.length === 6) break;
+      if (Date.now() > deadline) throw new Error(`only ${owners.length} of 6 copies running\n${diagnostics()}`);
+      await sleep(25);
+    }
+    const pids = new Set(owners.map((owner) => Number(owner.split(':').at(-2))));
+    expect(pids).toEqual(new Set(survivors.map((server) => server.pid)));
+
+    // Through the first replica; half of the jobs run on the other, which hears of it through PostgreSQL.
+    const canceledAt = Date.now();
+    await front.expect(200, 'POST', `/builds/${build.id}/cancel`);
+    const busy = async (client: ApiClient) => (await client.expect<{ workers: { busy: number } }>(200, 'GET', '/status')).workers.busy;
+    for (;;) {
+      if ((await busy(front)) === 0 && (await busy(other)) === 0) break;
+      // A second of scaled time is 50 ms here: a second of wall time is plenty, on a loaded box too.
+      if (Date.now() - canceledAt > 1000) throw new Error(`workers still busy ${Date.now() - canceledAt} ms after the cancel\n${diagnostics()}`);
+      await sleep(20);
+    }
+    const after = await db<{ status: string; logs: string }[]>`select status, logs from jobs where build_id = ${build.id} order by position`;
+    expect(after.map((job) => job.status)).toEqual(Array(6).fill('canceled'));
+    // Nothing is written once canceled: the logs a little later are the logs now.
+    await sleep(500);
+    const later = await db<{ logs: string }[]>`select logs from jobs where build_id = ${build.id} order by position`;
+    expect(later.map((job) => job.logs)).toEqual(after.map((job) => job.logs));
+    const [row] = await db<{ status: string }[]>`select status from builds where id = ${build.id}`;
+    expect(row?.status).toBe('canceled');
+  }, 60_000);
 });

@@ -1,8 +1,9 @@
 /**
- * The build engine across real processes (PostgreSQL only): three servers share one database, 300 builds are triggered
- * through all of them, and one server is SIGKILLed while it runs builds. Every build must still end success|fail,
- * numbered 1..n per project, completed exactly once; the killed server's builds are taken over by the survivors once
- * their lease expires.
+ * The build engine across real processes (PostgreSQL only): three servers share one database, 300 builds of the
+ * default pipeline (four jobs each) are triggered through all of them, and one server is SIGKILLed while it runs jobs.
+ * Every build must still end success|fail, numbered 1..n per project, with one "Build finished" line; every job that
+ * ran completed exactly once; the killed server's jobs are taken over by the survivors once their lease expires.
+ * (test/jobs-multiprocess.pg.test.ts does the same with pipelines of parallel jobs.)
  */
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,15 +22,15 @@ import {
   type ApiClient,
   type ServerProcess,
 } from './processes.js';
-import { logEvents, pidOf } from './build-log-events.js';
+import { eventsByJob, jobRunProblems, logEvents, pidOf } from './build-log-events.js';
 
 const SERVERS = 3;
 const PROJECTS = 6;
 const BUILDS = 300;
 const LEASE_S = 2;
-/** The sweeper looks for expired leases every lease/2 (at least 250 ms): see src/builds/worker-pool.ts. */
+/** The sweeper looks for expired leases every lease/2 (at least 250 ms): see src/builds/job-engine.ts. */
 const SWEEP_S = Math.max(0.25, LEASE_S / 2);
-/** Slack on top of lease + sweep for a requeued build to be claimed again (workers busy, a loaded 2-core box). */
+/** Slack on top of lease + sweep for a requeued job to be claimed again (workers busy, a loaded 2-core box). */
 const TAKEOVER_MARGIN_S = 5;
 /** Kill once this many builds are terminal and the victim holds at least KILL_MIN_RUNNING running ones. */
 const KILL_AFTER_TERMINAL = 30;
@@ -141,11 +142,12 @@ describe.skipIf(testDb !== 'pg')('build engine across three server processes on 
         Promise.all(projectIds.map((id) => listAll(observer, id, 'running'))).then((lists) => lists.flat()),
         Promise.all(['success', 'fail'].map((status) => countByStatus(observer, status))).then(([a, b]) => a! + b!),
       ]);
+      // A build whose job's last event is the victim's pickup: the victim is running that job.
       victimRunning = running
-        .filter((build) => {
-          const pickups = logEvents(build.logs).filter((event) => event.kind === 'pickup');
-          return pidOf(pickups.at(-1)?.owner ?? '') === victim.pid;
-        })
+        .filter((build) => [...eventsByJob(build.logs).values()].some((events) => {
+          const last = events.at(-1);
+          return last?.kind === 'pickup' && pidOf(last.owner) === victim.pid;
+        }))
         .map((build) => build.id);
       if (terminal >= KILL_AFTER_TERMINAL && victimRunning.length >= KILL_MIN_RUNNING) break;
       if (terminal >= BUILDS || Date.now() > killDeadline) {
@@ -189,13 +191,13 @@ describe.skipIf(testDb !== 'pg')('build engine across three server processes on 
       if (JSON.stringify(numbers) !== JSON.stringify(expected)) problems.push(`project ${projectId} numbers: ${numbers.join(',')}`);
     }
 
-    // Per build: the engine's lines follow (pickup (takeover|release))* pickup finished — one run completed, once.
+    // Per build: one "Build finished:" line, last, saying its status. Per job that ran: its engine lines follow
+    // (pickup (takeover|release))* pickup job-finished — one run completed, once (build-log-events.ts).
     const survivorPids = new Set(survivors.map((server) => server.pid));
-    const orphaned: Build[] = [];
+    const orphaned: { build: Build; job: string }[] = [];
     let liveLeaseLosses = 0;
     for (const build of all) {
-      const events = logEvents(build.logs);
-      const finished = events.filter((event) => event.kind === 'finished');
+      const finished = logEvents(build.logs).filter((event) => event.kind === 'finished');
       if (finished.length !== 1) {
         problems.push(explain(build, `${finished.length} "Build finished:" lines`));
         continue;
@@ -203,40 +205,29 @@ describe.skipIf(testDb !== 'pg')('build engine across three server processes on 
       if (finished[0]!.kind === 'finished' && finished[0]!.status !== build.status) {
         problems.push(explain(build, `finished line says ${finished[0]!.status}`));
       }
-      events.forEach((event, index) => {
-        const previous = events[index - 1];
-        const last = index === events.length - 1;
-        if (event.kind === 'pickup' && !(index === 0 || previous?.kind === 'takeover' || previous?.kind === 'release')) {
-          problems.push(explain(build, `line ${index + 1}: picked up again without a take-over or release before`));
+      if (!build.logs.trimEnd().split('\n').at(-1)!.startsWith('Build finished:')) problems.push(explain(build, '"Build finished:" is not the last line'));
+      for (const [job, events] of eventsByJob(build.logs)) {
+        for (const problem of jobRunProblems(events, victim.pid)) problems.push(explain(build, `job ${job}: ${problem}`));
+        const takeovers = events.flatMap((event) => (event.kind === 'takeover' ? [event] : []));
+        // A live process may lose a lease too, if it stalls past it (a loaded box): the job is run again elsewhere,
+        // which the checks above accept as long as it completes once. Counted, not failed.
+        liveLeaseLosses += takeovers.filter((takeover) => pidOf(takeover.owner) !== victim.pid).length;
+        if (!takeovers.some((takeover) => pidOf(takeover.owner) === victim.pid)) continue;
+        orphaned.push({ build, job });
+        const lastPickup = events.filter((event) => event.kind === 'pickup').at(-1);
+        if (lastPickup?.kind !== 'pickup' || !survivorPids.has(pidOf(lastPickup.owner))) {
+          problems.push(explain(build, `job ${job}: taken over, but not run to completion by a surviving process`));
         }
-        // The pickup line goes out with the run's first log write: a process killed between its claim and that write
-        // leaves a take-over with no pickup before it. Any other process must have logged its pickup.
-        const diedBeforeWriting = event.kind === 'takeover' && pidOf(event.owner) === victim.pid && (index === 0 || previous?.kind !== 'pickup');
-        const heldBy = previous?.kind === 'pickup' ? previous.owner : undefined;
-        if ((event.kind === 'takeover' || event.kind === 'release') && !diedBeforeWriting && heldBy !== event.owner) {
-          problems.push(
-            explain(build, `line ${index + 1}: ${event.kind} of ${event.owner}, which never logged picking the build up (claimed, but never run)`),
-          );
-        }
-        if (event.kind === 'finished' && (!last || previous?.kind !== 'pickup')) {
-          problems.push(explain(build, `line ${index + 1}: "Build finished:" not right after the last pickup`));
-        }
-        if (event.kind === 'giveup') problems.push(explain(build, 'failed after too many attempts'));
-      });
-      const takeovers = events.flatMap((event) => (event.kind === 'takeover' ? [event] : []));
-      // A live process may lose a lease too, if it stalls past it (a loaded box): the build is run again elsewhere,
-      // which the checks above accept as long as it completes once. Counted, not failed.
-      liveLeaseLosses += takeovers.filter((takeover) => pidOf(takeover.owner) !== victim.pid).length;
-      if (!takeovers.some((takeover) => pidOf(takeover.owner) === victim.pid)) continue;
-      orphaned.push(build);
-      const lastPickup = events.filter((event) => event.kind === 'pickup').at(-1);
-      if (lastPickup?.kind !== 'pickup' || !survivorPids.has(pidOf(lastPickup.owner))) {
-        problems.push(explain(build, 'taken over, but not run to completion by a surviving process'));
       }
-      // Picked up again within lease + sweep + margin of the kill (started_at is the last claim's time).
-      const reclaimedAfterS = (Date.parse(build.started_at ?? '') - killedAt) / 1000;
-      if (pidOf(takeovers.at(-1)!.owner) === victim.pid && !(reclaimedAfterS <= LEASE_S + SWEEP_S + TAKEOVER_MARGIN_S)) {
-        problems.push(explain(build, `claimed again ${reclaimedAfterS} s after the kill (started_at ${build.started_at})`));
+    }
+    // The victim's jobs were claimed again within lease + sweep + margin of the kill (a job's started_at is its last
+    // claim's time).
+    for (const { build, job } of orphaned) {
+      const jobs = await clients[1]!.expect<{ items: { name: string; retried: boolean; started_at: string | null }[] }>(200, 'GET', `/builds/${build.id}/jobs`);
+      const row = jobs.items.find((item) => item.name === job && !item.retried);
+      const reclaimedAfterS = (Date.parse(row?.started_at ?? '') - killedAt) / 1000;
+      if (!(reclaimedAfterS <= LEASE_S + SWEEP_S + TAKEOVER_MARGIN_S)) {
+        problems.push(explain(build, `job ${job} claimed again ${reclaimedAfterS} s after the kill (started_at ${row?.started_at})`));
       }
     }
     if (liveLeaseLosses > 0) console.warn(`multiprocess: ${liveLeaseLosses} leases of live processes expired (a stalled worker) and were taken over`);
@@ -250,7 +241,7 @@ describe.skipIf(testDb !== 'pg')('build engine across three server processes on 
     }
     const summary = `${problems.length} problems (all of them and every build in ${dump}); the first ten:`;
     expect(problems, `${summary}\n${problems.slice(0, 10).join('\n\n')}\n${diagnostics()}`).toEqual([]);
-    // The kill really orphaned work: some of the victim's builds were taken over, at most one per victim worker.
+    // The kill really orphaned work: some of the victim's jobs were taken over, at most one per victim worker.
     expect(orphaned.length, `no take-over line anywhere; victim was running ${victimRunning.join(',')}\n${diagnostics()}`).toBeGreaterThan(0);
     expect(orphaned.length).toBeLessThanOrEqual(4);
     expect(drainedMs).toBeLessThan(DRAIN_TIMEOUT_MS);

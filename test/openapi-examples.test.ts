@@ -6,9 +6,7 @@
  * The examples chain like a user's first session: `POST /projects` creates project 1 (DemoProj), `POST /users` user 2
  * (alice), the triggers build 1 of project 1, which runs at once (BUILD_TIME_SCALE 0) and succeeds (BUILD_FAIL_RATE
  * 0), so that its artifact `demoproj-1.tar.gz` exists; the deletions and the logout come last.
- *
- * Once per engine: with PIPELINE_ENGINE=jobs build 1 runs as jobs, and job 1 (its first, a success) is the one the
- * job examples name; with the four-step engine (the default) there are no jobs, and the job examples are 404s.
+ * Build 1 runs as jobs: job 1 (its first, a success) is the one the job examples name.
  */
 import type { LightMyRequestResponse } from 'fastify';
 import type { OpenAPIV3 } from 'openapi-types';
@@ -21,30 +19,12 @@ const FIRST = ['POST /projects', 'POST /users', 'POST /projects/{id}/builds', 'P
 /** Run last, in this order: they remove what the other examples name, or end the session. */
 const LAST = ['DELETE /users/{id}', 'DELETE /projects/{id}', 'POST /logout'];
 
-type Engine = 'builds' | 'jobs';
-
 /** The examples that cannot succeed, and why; every other example must get a 2xx. */
-const COMMON_REFUSALS: Record<string, { status: number; why: string }> = {
+const EXPECTED_REFUSALS: Record<string, { status: number; why: string }> = {
   'POST /token/refresh': { status: 401, why: 'the example refresh token is not a live one (they are random and single-use)' },
   'POST /builds/{id}/cancel': { status: 409, why: 'build 1 has finished (it must, for its artifact to exist)' },
-};
-
-const NO_JOBS = { status: 404, why: 'the four-step engine (PIPELINE_ENGINE=builds) runs no jobs: job 1 does not exist' };
-
-const EXPECTED_REFUSALS: Record<Engine, Record<string, { status: number; why: string }>> = {
-  builds: {
-    ...COMMON_REFUSALS,
-    'GET /jobs/{id}': NO_JOBS,
-    'GET /jobs/{id}/logs': NO_JOBS,
-    'POST /jobs/{id}/retry': NO_JOBS,
-    'POST /jobs/{id}/cancel': NO_JOBS,
-    'POST /jobs/{id}/play': NO_JOBS,
-  },
-  jobs: {
-    ...COMMON_REFUSALS,
-    'POST /jobs/{id}/cancel': { status: 409, why: 'job 1 (the checkout of build 1) has succeeded' },
-    'POST /jobs/{id}/play': { status: 409, why: 'job 1 is no manual job' },
-  },
+  'POST /jobs/{id}/cancel': { status: 409, why: 'job 1 (the checkout of build 1) has succeeded' },
+  'POST /jobs/{id}/play': { status: 409, why: 'job 1 is no manual job' },
 };
 
 function ordered(operations: DocumentedOperation[]): DocumentedOperation[] {
@@ -57,9 +37,9 @@ function headerValue(schema: OpenAPIV3.SchemaObject | undefined, value: string):
   return schema?.type === 'integer' || schema?.type === 'number' ? Number(value) : value;
 }
 
-describe.for(['builds', 'jobs'] as const)(`OpenAPI request examples against the live app, PIPELINE_ENGINE=%s (${testDb})`, (engine) => {
+describe(`OpenAPI request examples against the live app (${testDb})`, () => {
   // A small body limit, so that the 413 probe stays small.
-  const ctx = useTestApp({ BUILD_FAIL_RATE: '0', BUILD_TIME_SCALE: '0', BODY_LIMIT: '2048', PIPELINE_ENGINE: engine });
+  const ctx = useTestApp({ BUILD_FAIL_RATE: '0', BUILD_TIME_SCALE: '0', BODY_LIMIT: '2048' });
   let document: OpenAPIV3.Document;
   let validator: DocumentValidator;
 
@@ -164,7 +144,7 @@ describe.for(['builds', 'jobs'] as const)(`OpenAPI request examples against the 
       answered.push(`${op.key} → ${response.statusCode}`);
       problems.push(...answerProblems(op, response));
 
-      const refusal = EXPECTED_REFUSALS[engine][op.key];
+      const refusal = EXPECTED_REFUSALS[op.key];
       if (refusal) {
         if (response.statusCode !== refusal.status) problems.push(`${op.key}: expected ${refusal.status} (${refusal.why}), got ${response.statusCode}`);
       } else if (response.statusCode < 200 || response.statusCode > 299) {

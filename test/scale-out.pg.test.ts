@@ -21,17 +21,18 @@
  * - A live log stream cut by a process that shuts down, only with the `server shutting down` comment first; the
  *   client resumes on another process with Last-Event-ID, and the reassembled log must equal the build's final log.
  *
- * At the end: every triggered build is success|fail once the queue has drained, completed exactly once (one
- * `Build finished:` line, right after the last pick-up); builds handed back at shutdown carry the release line of a
- * process that was stopped and were finished by another one; the project total and every project's build total equal
- * what the client created.
+ * At the end: every triggered build (half of the projects run the default pipeline, half a graph of parallel jobs)
+ * is success|fail once the queue has drained, with one `Build finished:` line; every job that ran completed exactly
+ * once (one job-finished line, right after its last pick-up); jobs handed back at shutdown carry the release line of
+ * a process that was stopped and were finished by another one; the project total and every project's build total
+ * equal what the client created.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createScratchDatabase, testDb, uniqueName, type ScratchDatabase } from './helper.js';
 import { describeServers, loginAdmin, queueFigures, startServer, startServers, stopServer, type Exit, type ServerProcess } from './processes.js';
 import { openEventStream } from './sse-client.js';
-import { logEvents, pidOf } from './build-log-events.js';
+import { eventsByJob, logEvents, pidOf } from './build-log-events.js';
 
 const SERVERS = 3;
 const PROBE_EVERY_MS = 100;
@@ -252,6 +253,17 @@ describe.skipIf(testDb !== 'pg')('three processes on one PostgreSQL database, re
       return answer.body as T;
     }
 
+    /** A graph: a job three others need, three parallel copies, one job with `needs: []`, a last stage after all. */
+    const PIPELINE = {
+      stages: ['build', 'test', 'deploy'],
+      jobs: {
+        compile: { stage: 'build', duration_s: [0.5, 1] },
+        unit: { stage: 'test', needs: ['compile'], parallel: 3, duration_s: [0.5, 1.5] },
+        lint: { stage: 'test', needs: [], duration_s: [0.2, 0.5], allow_failure: true },
+        release: { stage: 'deploy', duration_s: [0.2, 0.5] },
+      },
+    };
+
     // What the client created, and nothing else (the database is fresh).
     const projects: number[] = [];
     const builds = new Map<number, number>(); // build id → project id
@@ -262,7 +274,11 @@ describe.skipIf(testDb !== 'pg')('three processes on one PostgreSQL database, re
       const answer = await call('POST', '/projects', { body: { name, repo: `https://github.com/demo/${name}` } });
       if (!answer) return;
       if (answer.status === 201) {
-        projects.push((answer.body as { id: number }).id);
+        const id = (answer.body as { id: number }).id;
+        // Every other project runs a pipeline of parallel jobs and needs instead of the default one (a PUT is safe
+        // to send again).
+        if (projects.length % 2 === 1) await expectCall(200, 'PUT', `/projects/${id}/pipeline`, { body: PIPELINE });
+        projects.push(id);
         return;
       }
       // 409 is possible only for a resend after a lost connection: the first attempt created it. Check that it did.
@@ -463,7 +479,8 @@ describe.skipIf(testDb !== 'pg')('three processes on one PostgreSQL database, re
     }
     expect(new Set(stored.map((build) => build.id))).toEqual(new Set(builds.keys()));
 
-    // Every build ran to completion exactly once; the ones handed back at shutdown were finished elsewhere.
+    // Every build ended with one "Build finished" line; every job that ran, ran to completion exactly once; the jobs
+    // handed back at shutdown were finished elsewhere.
     const signalledPids = new Set(balancer.backends.filter((backend) => backend.signalledAt !== undefined).map((backend) => backend.server.pid));
     const problems: string[] = [];
     const explain = (build: Build, why: string) => `build ${build.id} (project ${build.project_id} #${build.number}, ${build.status}): ${why}\n${build.logs}`;
@@ -471,37 +488,40 @@ describe.skipIf(testDb !== 'pg')('three processes on one PostgreSQL database, re
     let liveLeaseLosses = 0;
     for (const build of stored) {
       if (build.status !== 'success' && build.status !== 'fail') problems.push(explain(build, 'not success|fail'));
-      const events = logEvents(build.logs);
-      const finished = events.filter((event) => event.kind === 'finished');
+      const finished = logEvents(build.logs).filter((event) => event.kind === 'finished');
       if (finished.length !== 1) {
         problems.push(explain(build, `${finished.length} "Build finished:" lines`));
         continue;
       }
-      events.forEach((event, index) => {
-        const previous = events[index - 1];
-        if (event.kind === 'pickup' && index > 0 && previous?.kind !== 'release' && previous?.kind !== 'takeover') {
-          problems.push(explain(build, `line ${index + 1}: picked up again without a release or take-over before`));
-        }
-        if ((event.kind === 'release' || event.kind === 'takeover') && (previous?.kind !== 'pickup' || previous.owner !== event.owner)) {
-          problems.push(explain(build, `line ${index + 1}: ${event.kind} by ${event.owner}, which had not picked it up last`));
-        }
-        if (event.kind === 'release') {
-          released++;
-          if (!signalledPids.has(pidOf(event.owner))) problems.push(explain(build, `released by ${event.owner}, which was not stopped`));
-          const next = events[index + 1];
-          if (next?.kind !== 'pickup' || pidOf(next.owner) === pidOf(event.owner)) problems.push(explain(build, 'released, but not picked up by another process'));
-        }
-        if (event.kind === 'takeover') {
-          // A stopped process hands its unfinished builds back: none of them may wait for its lease to expire.
-          if (signalledPids.has(pidOf(event.owner))) problems.push(explain(build, `taken over from ${event.owner}: not handed back at shutdown`));
-          else liveLeaseLosses++;
-        }
-        if (event.kind === 'giveup') problems.push(explain(build, 'failed after too many attempts'));
-        if (event.kind === 'finished' && (index !== events.length - 1 || previous?.kind !== 'pickup')) {
-          problems.push(explain(build, `line ${index + 1}: "Build finished:" not right after the last pick-up`));
-        }
-      });
       if (finished[0]!.kind === 'finished' && finished[0]!.status !== build.status) problems.push(explain(build, `finished line says ${finished[0]!.status}`));
+      for (const [job, events] of eventsByJob(build.logs)) {
+        const finishes = events.filter((event) => event.kind === 'job_finished').length;
+        if (finishes !== 1) problems.push(explain(build, `job ${job}: ${finishes} job-finished lines`));
+        events.forEach((event, index) => {
+          const previous = events[index - 1];
+          if (event.kind === 'pickup' && index > 0 && previous?.kind !== 'release' && previous?.kind !== 'takeover') {
+            problems.push(explain(build, `job ${job}, event ${index + 1}: picked up again without a release or take-over before`));
+          }
+          if ((event.kind === 'release' || event.kind === 'takeover') && (previous?.kind !== 'pickup' || previous.owner !== event.owner)) {
+            problems.push(explain(build, `job ${job}, event ${index + 1}: ${event.kind} by ${event.owner}, which had not picked it up last`));
+          }
+          if (event.kind === 'release') {
+            released++;
+            if (!signalledPids.has(pidOf(event.owner))) problems.push(explain(build, `job ${job}: released by ${event.owner}, which was not stopped`));
+            const next = events[index + 1];
+            if (next?.kind !== 'pickup' || pidOf(next.owner) === pidOf(event.owner)) problems.push(explain(build, `job ${job}: released, but not picked up by another process`));
+          }
+          if (event.kind === 'takeover') {
+            // A stopped process hands its unfinished jobs back: none of them may wait for its lease to expire.
+            if (signalledPids.has(pidOf(event.owner))) problems.push(explain(build, `job ${job}: taken over from ${event.owner}: not handed back at shutdown`));
+            else liveLeaseLosses++;
+          }
+          if (event.kind === 'giveup') problems.push(explain(build, `job ${job}: failed after too many claims`));
+          if (event.kind === 'job_finished' && (index !== events.length - 1 || previous?.kind !== 'pickup')) {
+            problems.push(explain(build, `job ${job}, event ${index + 1}: finished, but not right after its last pick-up`));
+          }
+        });
+      }
     }
     expect(problems, `${problems.length} problems; the first 10:\n${problems.slice(0, 10).join('\n\n')}\n${summary()}\n${diagnostics()}`).toEqual([]);
     // No process died: a lease can only be lost by a live process that stalled past it (a very loaded box). Counted.
@@ -511,7 +531,7 @@ describe.skipIf(testDb !== 'pg')('three processes on one PostgreSQL database, re
     const byId = new Map(stored.map((build) => [build.id, build]));
     for (const [id, log] of followed) expect(log, `stream of build ${id}`).toBe(byId.get(id)!.logs);
 
-    // The restarts really happened under load: builds handed back, streams cut and resumed, work of every kind done.
+    // The restarts really happened under load: jobs handed back, streams cut and resumed, work of every kind done.
     console.info(`scale-out: ${summary()}\nprojects ${projects.length}, builds ${builds.size}, released ${released}`);
     expect(released, summary()).toBeGreaterThan(0);
     expect(counts.streamCuts, summary()).toBeGreaterThan(0);

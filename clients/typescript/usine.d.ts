@@ -93,7 +93,7 @@ export interface paths {
         };
         /**
          * List a build's jobs
-         * @description Every job of the build, as planned from its project’s pipeline when it was triggered, with its status: every attempt, in pipeline order, a job’s older attempts (`retried: true`) before its newer ones. Not paged: a build has at most 200 jobs (plus their retries). Builds run by the four-step engine (PIPELINE_ENGINE=builds, the default) have no jobs: their list is empty.
+         * @description Every job of the build, as planned from its project’s pipeline when it was triggered, with its status: every attempt, in pipeline order, a job’s older attempts (`retried: true`) before its newer ones. Not paged: a build has at most 200 jobs (plus their retries).
          */
         get: operations["listBuildJobs"];
         put?: never;
@@ -224,6 +224,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/jobs/{id}/artifacts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a job's artifacts
+         * @description The files a job stored, with their size and SHA-256: a successful job whose pipeline definition says `artifacts: true` has one, a `.tar.gz` holding `build-info.json` and `build.log` (its build’s log up to the job’s end), named `<project-slug>-<build number>-<job>.tar.gz`, or `<project-slug>-<build number>.tar.gz` for the default pipeline’s `package` job (the build’s artifact). Any other job, and a job that did not succeed (yet), has none. A job retried since that stores the file again hands it to its new attempt.
+         */
+        get: operations["listJobArtifacts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/jobs/{id}/artifacts/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Download a job's artifact
+         * @description The file itself (`application/gzip`), as `GET /builds/{id}/artifacts/{name}` sends it: its `ETag` is its SHA-256, to send back in `If-None-Match` for a 304 without the bytes. Only successful jobs have artifacts: any other job answers 404, as does a name the job did not store.
+         */
+        get: operations["downloadJobArtifact"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/jobs/{id}/cancel": {
         parameters: {
             query?: never;
@@ -235,7 +275,7 @@ export interface paths {
         put?: never;
         /**
          * Cancel a job
-         * @description Moves a created, queued, running or manual job to `canceled` and logs who did it (a running job stops within one second of simulated time); the jobs that need it follow (`always` ones still run, the others are skipped), and the build ends if nothing is left to run. A job that is already over, or an older attempt, cannot be canceled: 409. With PIPELINE_ENGINE=builds (the four-step engine, the default) no job runs: 409.
+         * @description Moves a created, queued, running or manual job to `canceled` and logs who did it (a running job stops within one second of simulated time); the jobs that need it follow (`always` ones still run, the others are skipped), and the build ends if nothing is left to run. A job that is already over, or an older attempt, cannot be canceled: 409.
          */
         post: operations["cancelJob"];
         delete?: never;
@@ -286,7 +326,7 @@ export interface paths {
         put?: never;
         /**
          * Play a manual job
-         * @description Starts a `manual` job (a job with `when: manual` whose needs are over): it is queued for a worker, and its build runs again if it was over. Any other status: 409. With PIPELINE_ENGINE=builds (the four-step engine, the default) no job runs: 409.
+         * @description Starts a `manual` job (a job with `when: manual` whose needs are over): it is queued for a worker, and its build runs again if it was over. Any other status: 409.
          */
         post: operations["playJob"];
         delete?: never;
@@ -306,7 +346,7 @@ export interface paths {
         put?: never;
         /**
          * Retry a job
-         * @description Runs a finished job again as a new attempt (201, `Location: /jobs/{id}` of the new one): the new attempt is queued with `attempt` one more and `retry_of` naming this one, which stays listed with `retried: true`. Jobs skipped because of this one wait for the new attempt again, and the build runs again. Only the latest attempt of a job that succeeded, failed or was canceled can be retried: 409 otherwise. With PIPELINE_ENGINE=builds (the four-step engine, the default) no job runs: 409.
+         * @description Runs a finished job again as a new attempt (201, `Location: /jobs/{id}` of the new one): the new attempt is queued with `attempt` one more and `retry_of` naming this one, which stays listed with `retried: true`. Jobs skipped because of this one wait for the new attempt again, and the build runs again. Only the latest attempt of a job that succeeded, failed or was canceled can be retried: 409 otherwise.
          */
         post: operations["retryJob"];
         delete?: never;
@@ -384,7 +424,7 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Metrics in the Prometheus text format, for a scraper: HTTP request durations and counts by route and status, builds by status, build queue depth, build workers, process and event-loop figures. Without METRICS_TOKEN no authentication (keep it reachable only from the monitoring network) and no series that reveals the Node version; with it, `Authorization: Bearer <METRICS_TOKEN>` is required (401 otherwise) and those series are included. Rate limited like every route. METRICS_ENABLED=false removes the route.
+         * @description Metrics in the Prometheus text format, for a scraper: HTTP request durations and counts by route and status, builds and jobs by status (both counted by the database, the same figures from every replica), build and job queue depth, build workers, job durations, process and event-loop figures. Without METRICS_TOKEN no authentication (keep it reachable only from the monitoring network) and no series that reveals the Node version; with it, `Authorization: Bearer <METRICS_TOKEN>` is required (401 otherwise) and those series are included. Rate limited like every route. METRICS_ENABLED=false removes the route.
          */
         get: operations["getMetrics"];
         put?: never;
@@ -637,11 +677,11 @@ export interface components {
     schemas: {
         /**
          * Artifact
-         * @description A file produced by a successful build: a `.tar.gz` holding `build-info.json` and `build.log`
+         * @description A file produced by a successful build or job: a `.tar.gz` holding `build-info.json` and `build.log`
          */
         Artifact: {
             /**
-             * @description File name: `<project-slug>-<build number>.tar.gz`
+             * @description File name: `<project-slug>-<build number>.tar.gz` for the build’s own (stored by the default pipeline’s `package` job), `<project-slug>-<build number>-<job>.tar.gz` for any other job’s
              * @example demoproj-1.tar.gz
              */
             name: string;
@@ -667,7 +707,7 @@ export interface components {
              */
             created_at: string;
             /**
-             * @description Path to download the file from
+             * @description Path to download the file from: under the build, or under the job in a job’s list
              * @example /builds/1/artifacts/demoproj-1.tar.gz
              */
             download_url: string;
@@ -719,16 +759,18 @@ export interface components {
              */
             retry_of: number | null;
             /**
-             * @description What the build ran, in simulated seconds (wall time ÷ BUILD_TIME_SCALE): the whole pipeline (2–10) on success, up to the end of the failing step on failure, up to the cancel for a build canceled while running. Null while queued or running, for a build canceled before it started, and for one failed because its worker stopped
+             * @description What the build ran, in simulated seconds: the longest chain of its jobs, each lasting what it ran (the default pipeline: 2–10 on success, up to the end of the failing job on failure; a build canceled while running counts its jobs up to the cancel). Null while queued or running, and for a build canceled before it started
              * @example 4.37
              */
             duration_s: number | null;
             /**
-             * @description The log so far, whole lines: which worker picked the build up, then each step (checkout, install, test, package) with its simulated time, and a last `Build finished: <status> in <s> s`. Empty while queued. `GET /builds/{id}/logs` serves it as text or as a live stream.
-             * @example [usine] Build #1 of DemoProj (main @ 3f78685) picked up by api-0:1:a1b2c3/w1, attempt 1
-             *     [00:00.000] ==> Step checkout
-             *     [00:00.020] $ git clone --branch main https://github.com/demo/repo DemoProj
+             * @description The log so far, whole lines: the build's own (`[usine] Build #n … started`, a cancel) and every line of its jobs as they are written, each prefixed with `[<job name>] ` — which worker picked the job up, its steps with their simulated time in the job, its end — and a last `Build finished: <status> in <s> s`. Empty while queued. `GET /builds/{id}/logs` serves it as text or as a live stream; `GET /jobs/{id}/logs` one job's.
+             * @example [usine] Build #1 of DemoProj (main @ 3f78685) started
+             *     [checkout] [usine] Job checkout (attempt 1) picked up by api-0:1:a1b2c3/w1, claim 1
+             *     [checkout] [00:00.000] ==> Step checkout
+             *     [checkout] [00:00.020] $ git clone --branch main https://github.com/demo/repo DemoProj
              *     …
+             *     [package] Job succeeded in 0.61 s
              *     Build finished: success in 4.37 s
              */
             logs: string;
@@ -740,7 +782,7 @@ export interface components {
             created_at: string;
             /**
              * Format: date-time
-             * @description When a worker started running the build (the latest run, after a take-over) (ISO-8601, UTC), or null
+             * @description When its first job started (ISO-8601, UTC), or null
              * @example 2026-11-24T17:32:02.000Z
              */
             started_at: string | null;
@@ -1110,7 +1152,7 @@ export interface components {
                  */
                 running: number;
             } | null;
-            /** @description Job queue figures (PIPELINE_ENGINE=jobs; zero with `builds`), null when the database does not answer */
+            /** @description Job queue figures, null when the database does not answer */
             jobs: {
                 /**
                  * @description Jobs whose needs are met, waiting for a worker, across builds and replicas
@@ -2317,6 +2359,253 @@ export interface operations {
             };
         };
     };
+    listJobArtifacts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Job identifier
+                 * @example 4
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A job's artifacts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "name": "demoproj-1.tar.gz",
+                     *           "content_type": "application/gzip",
+                     *           "size_bytes": 1432,
+                     *           "sha256": "c3ab8ff13720e8ad9047dd39466b3c8974e592c2fa383d4a3960714caef0c4f2",
+                     *           "created_at": "2026-11-24T17:32:02.000Z",
+                     *           "download_url": "/jobs/4/artifacts/demoproj-1.tar.gz"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description The job's artifacts, by name; empty unless the job succeeded and its definition says `artifacts: true` */
+                        items: components["schemas"]["Artifact"][];
+                    };
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    downloadJobArtifact: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Job identifier
+                 * @example 4
+                 */
+                id: number;
+                /**
+                 * @description Artifact file name, as listed by `GET /jobs/{id}/artifacts`
+                 * @example demoproj-1.tar.gz
+                 */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The `.tar.gz` file */
+            200: {
+                headers: {
+                    /** @description The SHA-256 of the file, in quotes */
+                    etag?: string;
+                    /** @description Artifacts are immutable: cache them privately */
+                    "cache-control"?: string;
+                    /** @description Download as a file of the artifact's name */
+                    "content-disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/gzip": string;
+                };
+            };
+            /** @description Not modified: `If-None-Match` names the current `ETag`; no body */
+            304: {
+                headers: {
+                    /** @description The SHA-256 of the file, in quotes */
+                    etag?: string;
+                    /** @description Artifacts are immutable: cache them privately */
+                    "cache-control"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     cancelJob: {
         parameters: {
             query?: never;
@@ -3159,6 +3448,11 @@ export interface operations {
                      *     # HELP usine_build_queue_depth Builds waiting to run (status queued)
                      *     # TYPE usine_build_queue_depth gauge
                      *     usine_build_queue_depth 0
+                     *     # HELP usine_jobs Jobs in the database, current attempts only (a retried job counts once, as its latest attempt), by status (created, queued, running, success, fail, canceled, skipped, manual)
+                     *     # TYPE usine_jobs gauge
+                     *     usine_jobs{status="queued"} 1
+                     *     usine_jobs{status="success"} 46
+                     *     usine_jobs{status="fail"} 3
                      *     # HELP nodejs_eventloop_lag_seconds Lag of event loop in seconds.
                      *     # TYPE nodejs_eventloop_lag_seconds gauge
                      *     nodejs_eventloop_lag_seconds 0.004

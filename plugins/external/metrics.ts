@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { RequestMetrics, type CollectedMetric } from '../../src/http/request-metrics.js';
+import { JOB_STATUSES, type JobStatus } from '../../src/pipelines/progress.js';
 import { BUILD_STATUSES, type BuildStatusValue } from '../../src/schemas/build.js';
 
 /** The route label of a request that matched no route: one series for every unknown path (bounded cardinality). */
@@ -15,7 +16,7 @@ export interface Metrics {
   registry: Registry;
   /** Build workers by state (`busy`, `idle`), for the build engine to set. */
   buildWorkers: Gauge<'state'>;
-  /** Simulated seconds each finished job ran, by status (PIPELINE_ENGINE=jobs), for the job engine to observe. */
+  /** Simulated seconds each finished job ran, by status, for the job engine to observe. */
   jobDuration: Histogram<'status'>;
 }
 
@@ -81,6 +82,9 @@ function processMetrics(): ProcessRegistries {
  *   still, but they count only what that process did and restart at zero; these are the database's exact figures,
  *   the same from every replica, whoever wrote the builds.
  * - `usine_build_workers{state}`: this process's build workers, busy and idle (set by plugins/app/build-engine.ts).
+ * - `usine_jobs{status}` for every job status (zeros included; current attempts only), `usine_job_queue_depth` and
+ *   `usine_jobs_running`, read the same way from job_status_count (migration 0012); `usine_job_duration_seconds`, a
+ *   histogram of the simulated seconds the jobs this process ran lasted.
  * - the default process metrics, without REVEALING_METRICS unless METRICS_TOKEN is set.
  *
  * With METRICS_ENABLED=false nothing is measured and routes/metrics registers no route.
@@ -161,14 +165,15 @@ export default fp(
     buildWorkers.set({ state: 'busy' }, 0);
     buildWorkers.set({ state: 'idle' }, 0);
 
-    // Jobs (PIPELINE_ENGINE=jobs): the claimable and running ones, two counts that the partial indexes on status
-    // answer, read together in one scrape; and how long finished jobs ran.
-    let pendingJobs: Promise<{ queued: number; running: number } | undefined> | undefined;
+    // Jobs: how many are in each status (current attempts), claimable (queued) and running included, read at scrape
+    // time from job_status_count, which triggers keep (migration 0012) as build_status_count is kept for builds: the
+    // three job gauges share one in-flight query of a few rows per scrape; and how long finished jobs ran.
+    let pendingJobs: Promise<Record<JobStatus, number> | undefined> | undefined;
     const jobCounts = () =>
       fastify.databaseAvailability?.available === false
         ? Promise.resolve(undefined)
         : (pendingJobs ??= fastify.jobsRepository
-            .countActive()
+            .countByStatus()
             .catch((error: unknown) => {
               fastify.log.warn({ err: error }, 'metrics: counting jobs failed');
               return undefined;
@@ -176,6 +181,18 @@ export default fp(
             .finally(() => {
               pendingJobs = undefined;
             }));
+    new Gauge({
+      name: 'usine_jobs',
+      help: `Jobs in the database, current attempts only (a retried job counts once, as its latest attempt), by status (${JOB_STATUSES.join(', ')})`,
+      labelNames: ['status'] as const,
+      registers: [registry],
+      async collect() {
+        const counts = await jobCounts();
+        // A failed query leaves no series rather than stale ones.
+        this.reset();
+        if (counts) for (const status of JOB_STATUSES) this.set({ status }, counts[status]);
+      },
+    });
     new Gauge({
       name: 'usine_job_queue_depth',
       help: 'Jobs whose needs are met, waiting for a worker (status queued)',

@@ -290,7 +290,7 @@ export default fp(
           { name: 'users', description: 'Who am I, and user management (admin only): accounts, roles, passwords' },
           { name: 'projects', description: 'Projects: a named repository that Usine builds' },
           { name: 'builds', description: 'Simulated CI runs of a project: trigger, follow, cancel, retry, logs and artifacts' },
-          { name: 'jobs', description: 'The jobs of a build run by its pipeline (PIPELINE_ENGINE=jobs): list, follow, retry, cancel, play' },
+          { name: 'jobs', description: 'The jobs of a build run by its pipeline: list, follow, retry, cancel, play' },
           { name: 'pipelines', description: 'Pipeline definitions: the stages and jobs a project\'s builds run (JSON or YAML), and their lint' },
           { name: 'monitoring', description: 'Health, readiness, version and Prometheus metrics of the service' },
         ],

@@ -1,10 +1,8 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { ArtifactList, ArtifactName } from '../../src/schemas/artifact.js';
+import { artifactDownloadResponses, sendArtifact } from '../../src/http/artifact-download.js';
+import { ArtifactList, ArtifactName, JobArtifactList } from '../../src/schemas/artifact.js';
 import { idParams } from '../../src/schemas/common.js';
-import { Empty, problemResponses } from '../../src/schemas/responses.js';
-
-/** A stored artifact never changes (its build succeeded once and for all; ids are never reused). */
-const CACHE_CONTROL = 'private, max-age=31536000, immutable';
+import { problemResponses } from '../../src/schemas/responses.js';
 
 const BuildIdParams = idParams('Build identifier');
 
@@ -13,38 +11,18 @@ const ArtifactParams = Type.Object({
   name: ArtifactName,
 });
 
-const DownloadHeaders = {
-  etag: Type.String({ description: 'The SHA-256 of the file, in quotes', examples: ['"c3ab8ff13720e8ad9047dd39466b3c8974e592c2fa383d4a3960714caef0c4f2"'] }),
-  'cache-control': Type.String({ description: 'Artifacts are immutable: cache them privately', examples: [CACHE_CONTROL] }),
-  'content-disposition': Type.String({ description: 'Download as a file of the artifact\'s name', examples: ['attachment; filename="demoproj-1.tar.gz"'] }),
-};
+/** In the examples, job 4 is build 1's `package` job (the default pipeline's fourth), which stores `demoproj-1.tar.gz`. */
+const JobIdParams = idParams('Job identifier', 4);
 
-/** The handler sends a Buffer, which Fastify writes as is (no serialiser runs on it). */
-const FileBytes = Type.Unsafe<Buffer>(Type.String({ format: 'binary', description: "The file's bytes" }));
-
-/**
- * A 304 has no body at all: documented as `null` (no content in OpenAPI), sent as `undefined` so that Fastify writes
- * neither a body nor `Content-Length`/`Content-Type` (a `null` would be serialised as the 4 bytes `null`).
- */
-const NotModified = Type.Unsafe<undefined>({ ...Empty, description: 'Not modified: `If-None-Match` names the current `ETag`; no body' });
-
-/**
- * Whether an `If-None-Match` header matches the entity tag: `*`, or any tag of its comma-separated list, compared
- * weakly (`W/"x"` matches `"x"`), as RFC 9110 prescribes for this header.
- */
-function ifNoneMatchHits(header: string | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  if (header.trim() === '*') return true;
-  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
-}
-
-/** Artifact names are slugs; anything else is made safe for the quoted `filename` and given in full in `filename*`. */
-function contentDisposition(name: string): string {
-  const plain = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  return plain === name ? `attachment; filename="${name}"` : `attachment; filename="${plain}"; filename*=UTF-8''${encodeURIComponent(name)}`;
-}
+const JobArtifactParams = Type.Object({
+  id: JobIdParams.properties.id,
+  name: { ...ArtifactName, description: 'Artifact file name, as listed by `GET /jobs/{id}/artifacts`' },
+});
 
 const download = (buildId: number, name: string) => `/builds/${buildId}/artifacts/${encodeURIComponent(name)}`;
+const jobDownload = (jobId: number, name: string) => `/jobs/${jobId}/artifacts/${encodeURIComponent(name)}`;
+
+/** GET /builds/:id/artifacts[/:name] and GET /jobs/:id/artifacts[/:name]: the same files, by build or by the job that stored them. */
 
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const canRead = { onRequest: fastify.requireRole('viewer') };
@@ -88,18 +66,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           '304 without the bytes. Only successful builds have artifacts: any other build answers 404.',
         security,
         params: ArtifactParams,
-        response: {
-          200: {
-            description: 'The `.tar.gz` file',
-            headers: DownloadHeaders,
-            content: { 'application/gzip': { schema: FileBytes } },
-          },
-          304: {
-            ...NotModified,
-            headers: { etag: DownloadHeaders.etag, 'cache-control': DownloadHeaders['cache-control'] },
-          },
-          ...problemResponses(400, 401, 403, 404),
-        },
+        response: { ...artifactDownloadResponses('demoproj-1.tar.gz'), ...problemResponses(400, 401, 403, 404) },
       },
     },
     async (request, reply) => {
@@ -111,14 +78,65 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         if (build.status !== 'success') throw fastify.httpErrors.notFound(`Build ${id} is ${build.status}: only successful builds have artifacts`);
         throw fastify.httpErrors.notFound(`Build ${id} has no artifact named "${name}"`);
       }
-      const etag = `"${artifact.sha256}"`;
-      reply.header('etag', etag).header('cache-control', CACHE_CONTROL);
-      if (ifNoneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send();
-      return reply
-        .type(artifact.content_type)
-        .header('content-disposition', contentDisposition(artifact.name))
-        .header('content-length', artifact.content.length)
-        .send(artifact.content);
+      return sendArtifact(reply, request.headers['if-none-match'], artifact);
+    },
+  );
+
+  fastify.get(
+    '/jobs/:id/artifacts',
+    {
+      ...canRead,
+      schema: {
+        tags: ['jobs'],
+        operationId: 'listJobArtifacts',
+        summary: "List a job's artifacts",
+        description:
+          'The files a job stored, with their size and SHA-256: a successful job whose pipeline definition says ' +
+          '`artifacts: true` has one, a `.tar.gz` holding `build-info.json` and `build.log` (its build’s log up to the ' +
+          'job’s end), named `<project-slug>-<build number>-<job>.tar.gz`, or `<project-slug>-<build number>.tar.gz` for ' +
+          'the default pipeline’s `package` job (the build’s artifact). Any other job, and a job that did not succeed ' +
+          '(yet), has none. A job retried since that stores the file again hands it to its new attempt.',
+        security,
+        params: JobIdParams,
+        response: { 200: JobArtifactList, ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const rows = await fastify.artifactsRepository.listForJob(id);
+      // A job with artifacts exists; an empty list is a job without any, or no job at all.
+      if (rows.length === 0 && !(await fastify.jobsRepository.findById(id))) throw fastify.httpErrors.notFound(`Job ${id} does not exist`);
+      return { items: rows.map((row) => ({ ...row, download_url: jobDownload(id, row.name) })) };
+    },
+  );
+
+  fastify.get(
+    '/jobs/:id/artifacts/:name',
+    {
+      ...canRead,
+      schema: {
+        tags: ['jobs'],
+        operationId: 'downloadJobArtifact',
+        summary: "Download a job's artifact",
+        description:
+          'The file itself (`application/gzip`), as `GET /builds/{id}/artifacts/{name}` sends it: its `ETag` is its ' +
+          'SHA-256, to send back in `If-None-Match` for a 304 without the bytes. Only successful jobs have artifacts: ' +
+          'any other job answers 404, as does a name the job did not store.',
+        security,
+        params: JobArtifactParams,
+        response: { ...artifactDownloadResponses('demoproj-1.tar.gz'), ...problemResponses(400, 401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      const { id, name } = request.params;
+      const artifact = await fastify.artifactsRepository.findForJob(id, name);
+      if (!artifact) {
+        const job = await fastify.jobsRepository.findById(id);
+        if (!job) throw fastify.httpErrors.notFound(`Job ${id} does not exist`);
+        if (job.status !== 'success') throw fastify.httpErrors.notFound(`Job ${id} (${job.name}) is ${job.status}: only successful jobs have artifacts`);
+        throw fastify.httpErrors.notFound(`Job ${id} (${job.name}) has no artifact named "${name}"`);
+      }
+      return sendArtifact(reply, request.headers['if-none-match'], artifact);
     },
   );
 };

@@ -43,20 +43,10 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request) => {
       const { id } = request.params;
-      if (fastify.jobEngine) {
-        const settled = await fastify.jobEngine.cancelBuild(id, request.caller.username);
-        const build = await findOr404(id);
-        if (!settled) throw fastify.httpErrors.conflict(`Build ${id} is already ${build.status}: only queued or running builds can be canceled`);
-        return build;
-      }
-      const line = `[usine] Build canceled by ${request.caller.username} at ${new Date().toISOString()}\n`;
-      const canceled = await fastify.buildsRepository.cancel(id, line, fastify.config.BUILD_TIME_SCALE);
-      if (!canceled) {
-        const build = await findOr404(id);
-        throw fastify.httpErrors.conflict(`Build ${id} is already ${build.status}: only queued or running builds can be canceled`);
-      }
-      fastify.buildEvents.publish({ type: 'changed', build_id: id, status: 'canceled' });
-      return canceled;
+      const settled = await fastify.jobEngine.cancelBuild(id, request.caller.username);
+      const build = await findOr404(id);
+      if (!settled) throw fastify.httpErrors.conflict(`Build ${id} is already ${build.status}: only queued or running builds can be canceled`);
+      return build;
     },
   );
 
@@ -97,8 +87,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         },
         {
           setHeader: (name, value) => void reply.header(name, value),
-          // The jobs engine runs the original's snapshot again: its jobs as planned, whatever the pipeline is now.
-          jobs: fastify.jobEngine ? await nonEmpty(fastify.jobsRepository.plansOf(original.id)) : undefined,
+          // The original's snapshot runs again: its jobs as planned, whatever the pipeline is now.
+          jobs: await nonEmpty(fastify.jobsRepository.plansOf(original.id)),
         },
       );
       reply.code(201).header('location', `/builds/${build.id}`);

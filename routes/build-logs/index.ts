@@ -64,14 +64,16 @@ const TextBody = (description: string, example: string) =>
   Type.Unsafe<string | Buffer | Readable>(Type.String({ description, examples: [example] }));
 
 const PLAIN_EXAMPLE =
-  '[usine] Build #1 of DemoProj (main @ 3f78685) picked up by worker-1, attempt 1\n' +
-  '[00:00.000] ==> Step checkout\n' +
-  '[00:00.021] $ git clone --branch main https://github.com/demo/repo DemoProj\n';
+  '[usine] Build #1 of DemoProj (main @ 3f78685) started\n' +
+  '[checkout] [usine] Job checkout (attempt 1) picked up by api-0:1:a1b2c3/w1, claim 1\n' +
+  '[checkout] [00:00.000] ==> Step checkout\n' +
+  '[checkout] [00:00.021] $ git clone --branch main https://github.com/demo/repo DemoProj\n';
 
 const STREAM_EXAMPLE =
   'retry: 2000\n\n' +
-  'id: 80\ndata: [usine] Build #1 of DemoProj (main @ 3f78685) picked up by worker-1, attempt 1\n\n' +
-  'id: 111\ndata: [00:00.000] ==> Step checkout\n\n' +
+  'id: 54\ndata: [usine] Build #1 of DemoProj (main @ 3f78685) started\n\n' +
+  'id: 138\ndata: [checkout] [usine] Job checkout (attempt 1) picked up by api-0:1:a1b2c3/w1, claim 1\n\n' +
+  'id: 179\ndata: [checkout] [00:00.000] ==> Step checkout\n\n' +
   ': keep-alive\n\n' +
   'id: 1024\ndata: Build finished: success in 4.37 s\n\n' +
   'event: end\nid: 1024\ndata: {"status":"success"}\n\n';

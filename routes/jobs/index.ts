@@ -117,9 +117,6 @@ const ACTIONS = {
 } as const;
 type Action = keyof typeof ACTIONS;
 
-const ENGINE_CONFLICT =
-  'Jobs only run with PIPELINE_ENGINE=jobs: this server runs builds with the four-step engine (PIPELINE_ENGINE=builds), so its jobs cannot be retried, canceled or played';
-
 /** GET /builds/:id/jobs, GET /jobs/:id, GET /jobs/:id/logs and the actions on one job: retry, cancel, play. */
 const routes: FastifyPluginAsyncTypebox = async (fastify) => {
   const canRead = { onRequest: fastify.requireRole('viewer') };
@@ -156,12 +153,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     }
   }
 
-  /** The 404 first, then the engine: none with PIPELINE_ENGINE=builds. */
-  async function engineFor(id: number) {
-    await findOr404(id);
-    if (!fastify.jobEngine) throw fastify.httpErrors.conflict(ENGINE_CONFLICT);
-    return fastify.jobEngine;
-  }
+
 
   fastify.get(
     '/builds/:id/jobs',
@@ -174,8 +166,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         description:
           'Every job of the build, as planned from its project’s pipeline when it was triggered, with its status: every ' +
           'attempt, in pipeline order, a job’s older attempts (`retried: true`) before its newer ones. Not paged: a ' +
-          'build has at most 200 jobs (plus their retries). Builds run by the four-step engine (PIPELINE_ENGINE=builds, ' +
-          'the default) have no jobs: their list is empty.',
+          'build has at most 200 jobs (plus their retries).',
         security,
         params: BuildIdParams,
         response: { 200: JobList, ...problemResponses(400, 401, 403, 404) },
@@ -301,8 +292,6 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
   );
 
-  const ENGINE_NOTE = ' With PIPELINE_ENGINE=builds (the four-step engine, the default) no job runs: 409.';
-
   fastify.post(
     '/jobs/:id/retry',
     {
@@ -315,8 +304,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           'Runs a finished job again as a new attempt (201, `Location: /jobs/{id}` of the new one): the new attempt is ' +
           'queued with `attempt` one more and `retry_of` naming this one, which stays listed with `retried: true`. Jobs ' +
           'skipped because of this one wait for the new attempt again, and the build runs again. Only the latest ' +
-          'attempt of a job that succeeded, failed or was canceled can be retried: 409 otherwise.' +
-          ENGINE_NOTE,
+          'attempt of a job that succeeded, failed or was canceled can be retried: 409 otherwise.',
         security,
         params: JobIdParams,
         body: NoBody,
@@ -328,8 +316,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request, reply) => {
       const { id } = request.params;
-      const engine = await engineFor(id);
-      const job = await settle(id, 'retry', await engine.retryJob(id));
+      const job = await settle(id, 'retry', await fastify.jobEngine.retryJob(id));
       reply.code(201).header('location', `/jobs/${job.id}`);
       return job;
     },
@@ -347,8 +334,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
           'Moves a created, queued, running or manual job to `canceled` and logs who did it (a running job stops ' +
           'within one second of simulated time); the jobs that need it follow (`always` ones still run, the others ' +
           'are skipped), and the build ends if nothing is left to run. A job that is already over, or an older ' +
-          'attempt, cannot be canceled: 409.' +
-          ENGINE_NOTE,
+          'attempt, cannot be canceled: 409.',
         security,
         params: JobIdParams,
         body: NoBody,
@@ -360,8 +346,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request) => {
       const { id } = request.params;
-      const engine = await engineFor(id);
-      return settle(id, 'cancel', await engine.cancelJob(id, request.caller.username));
+      return settle(id, 'cancel', await fastify.jobEngine.cancelJob(id, request.caller.username));
     },
   );
 
@@ -375,8 +360,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Play a manual job',
         description:
           'Starts a `manual` job (a job with `when: manual` whose needs are over): it is queued for a worker, and its ' +
-          'build runs again if it was over. Any other status: 409.' +
-          ENGINE_NOTE,
+          'build runs again if it was over. Any other status: 409.',
         security,
         params: JobIdParams,
         body: NoBody,
@@ -388,8 +372,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async (request) => {
       const { id } = request.params;
-      const engine = await engineFor(id);
-      return settle(id, 'play', await engine.playJob(id));
+      return settle(id, 'play', await fastify.jobEngine.playJob(id));
     },
   );
 };

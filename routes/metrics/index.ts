@@ -18,6 +18,11 @@ const EXAMPLE = [
   '# HELP usine_build_queue_depth Builds waiting to run (status queued)',
   '# TYPE usine_build_queue_depth gauge',
   'usine_build_queue_depth 0',
+  '# HELP usine_jobs Jobs in the database, current attempts only (a retried job counts once, as its latest attempt), by status (created, queued, running, success, fail, canceled, skipped, manual)',
+  '# TYPE usine_jobs gauge',
+  'usine_jobs{status="queued"} 1',
+  'usine_jobs{status="success"} 46',
+  'usine_jobs{status="fail"} 3',
   '# HELP nodejs_eventloop_lag_seconds Lag of event loop in seconds.',
   '# TYPE nodejs_eventloop_lag_seconds gauge',
   'nodejs_eventloop_lag_seconds 0.004',
@@ -28,9 +33,10 @@ const MetricsText = Type.String({
   description:
     'Prometheus text exposition format 0.0.4: `http_request_duration_seconds` (histogram) and `http_requests_total` by ' +
     '`method`, `route` (the route pattern, `not_found` when none matched) and `status_code`; `usine_builds{status}`; ' +
-    '`usine_build_queue_depth`; `usine_build_workers{state}`; `usine_job_queue_depth`, `usine_jobs_running` and ' +
-    '`usine_job_duration_seconds{status}` (histogram, simulated seconds; PIPELINE_ENGINE=jobs); the default `process_*` and `nodejs_*` figures ' +
-    '(`nodejs_version_info` and the per-space `nodejs_heap_space_size_*` only when METRICS_TOKEN is set).',
+    '`usine_build_queue_depth`; `usine_build_workers{state}`; `usine_jobs{status}` (current attempts: a retried job ' +
+    'counts once), `usine_job_queue_depth`, `usine_jobs_running` and `usine_job_duration_seconds{status}` (histogram, ' +
+    'simulated seconds); the default `process_*` and `nodejs_*` figures (`nodejs_version_info` and the per-space ' +
+    '`nodejs_heap_space_size_*` only when METRICS_TOKEN is set).',
 });
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
@@ -74,7 +80,8 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         summary: 'Prometheus metrics',
         description:
           'Metrics in the Prometheus text format, for a scraper: HTTP request durations and counts by route and status, ' +
-          'builds by status, build queue depth, build workers, process and event-loop figures. Without METRICS_TOKEN ' +
+          'builds and jobs by status (both counted by the database, the same figures from every replica), build and ' +
+          'job queue depth, build workers, job durations, process and event-loop figures. Without METRICS_TOKEN ' +
           'no authentication (keep it reachable only from the monitoring network) and no series that reveals the ' +
           'Node version; with it, `Authorization: Bearer <METRICS_TOKEN>` is required (401 otherwise) and those series ' +
           'are included. Rate limited like every route. METRICS_ENABLED=false removes the route.',

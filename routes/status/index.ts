@@ -36,7 +36,7 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
         time: new Date().toISOString(),
         queue,
         jobs,
-        workers: { busy: fastify.buildWorkers.busy, total: fastify.config.BUILD_CONCURRENCY },
+        workers: { busy: fastify.jobEngine.busy, total: fastify.config.BUILD_CONCURRENCY },
       };
     },
   );

@@ -25,18 +25,17 @@ export async function enqueueBuild(
     idempotency?: { key: string; userId: number };
     requested?: { branch?: string; commit_sha?: string };
     setHeader: (name: string, value: string) => void;
-    /** The jobs to run (PIPELINE_ENGINE=jobs): a retried build's own; by default the project's pipeline now. */
+    /** The jobs to run: a retried build's own; by default the project's pipeline as it is now. */
     jobs?: JobPlan[];
   },
 ): Promise<Enqueued> {
   const { config, buildsRepository, jobsRepository, httpErrors } = fastify;
-  // PIPELINE_ENGINE=jobs: the build's jobs are written with it, from the snapshot given (a retry's) or the project's
-  // pipeline as it is now.
-  const plans = config.PIPELINE_ENGINE === 'jobs' ? (options.jobs ?? (await pipelineJobs(fastify, build.project_id))) : undefined;
+  // The build's jobs are written with it, in its transaction: the snapshot it keeps, whatever the pipeline becomes.
+  const plans = options.jobs ?? (await pipelineJobs(fastify, build.project_id));
   const result = await buildsRepository.create(
     build,
     { queueLimit: config.BUILD_QUEUE_LIMIT, idempotency: options.idempotency, idempotencyTtlS: config.IDEMPOTENCY_TTL_S },
-    plans && ((tx, buildId) => jobsRepository.planSteps(tx, buildId, plans)),
+    (tx, buildId) => jobsRepository.planSteps(tx, buildId, plans),
   );
   switch (result.outcome) {
     case 'project_missing':

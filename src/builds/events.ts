@@ -10,7 +10,7 @@ import type { BuildStatusValue } from '../schemas/build.js';
  *
  * - `queued`: a build waits; idle workers wake up and try to claim.
  * - `changed`: a build's log grew or its status moved (to running, a terminal status, or back to queued).
- * - `job`: a job's status moved (PIPELINE_ENGINE=jobs): the worker running a job that is canceled stops it.
+ * - `job`: a job's status moved: the worker running a job that is canceled stops it.
  */
 export type BuildEvent =
   | { type: 'queued'; build_id: number }

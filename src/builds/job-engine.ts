@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ArtifactsRepository } from '../repositories/artifacts.js';
-import type { ClaimedJob, JobActionResult, JobsRepository, Settled } from '../repositories/jobs.js';
+import type { ClaimedBuild, ClaimedJob, JobActionResult, JobsRepository, Settled } from '../repositories/jobs.js';
 import { packArtifact } from './artifact.js';
 import type { BuildEventBus } from './events.js';
 import { jobFinishedLine, planJobRun, randomForJob, type JobRunSubject } from './job-simulator.js';
@@ -39,10 +39,12 @@ export const jobArtifactName = (buildArtifactName: string, jobName: string): str
   `${buildArtifactName.replace(/\.tar\.gz$/, '')}-${jobName.replace(/[^A-Za-z0-9._-]+/g, '-')}.tar.gz`;
 
 class LeaseLost extends Error {}
+/** The reason idle workers' wait is aborted with: a constant (see wake()). */
+const WOKEN = Symbol('woken');
 class ShutdownAbort extends Error {}
 
 /**
- * The job engine (PIPELINE_ENGINE=jobs): the one module that changes the status of builds and jobs and publishes their
+ * The job engine: the one module that changes the status of builds and jobs and publishes their
  * events. Routes call its actions and map their typed outcomes to HTTP; its workers claim queued jobs (one atomic
  * statement), play each job's simulated run, and finish it in the transaction that releases what it unblocks.
  *
@@ -55,6 +57,8 @@ export class JobEngine {
   private readonly loops: Promise<void>[] = [];
   private readonly stopping = new AbortController();
   private wakeSignal = new AbortController();
+  /** Workers waiting in idle() (see wake()). */
+  private idleWorkers = 0;
   private unsubscribe?: () => void;
   private sweeper?: NodeJS.Timeout;
   private drainOver = false;
@@ -69,13 +73,13 @@ export class JobEngine {
 
   /** Cancels a queued or running build and its jobs; undefined when it is missing or already over. */
   async cancelBuild(buildId: number, by: string): Promise<Settled | undefined> {
-    const settled = await this.options.jobs.cancelBuild(buildId, `[usine] Build canceled by ${by}\n`, this.options.timeScale);
+    const settled = await this.options.jobs.cancelBuild(buildId, `[usine] Build canceled by ${by} at ${new Date().toISOString()}\n`, this.options.timeScale);
     if (settled) this.publish(settled);
     return settled;
   }
 
   async cancelJob(jobId: number, by: string): Promise<JobActionResult> {
-    const result = await this.options.jobs.cancelJob(jobId, `[usine] Job canceled by ${by}\n`, this.options.timeScale);
+    const result = await this.options.jobs.cancelJob(jobId, `[usine] Job canceled by ${by} at ${new Date().toISOString()}\n`, this.options.timeScale);
     if (result.outcome === 'done') this.publish(result.settled);
     return result;
   }
@@ -140,7 +144,12 @@ export class JobEngine {
   }
 
   wake(): void {
-    this.wakeSignal.abort();
+    // Every finish that releases a job publishes `queued` (a thousand times a second at BUILD_TIME_SCALE=0), mostly
+    // while every worker is busy: with no worker waiting in idle() there is no one to wake, and a worker that idles
+    // later waits on the current signal, not yet aborted, as it would on a new one. The reason is a constant: abort()
+    // without one builds a DOMException, stack trace and all, each time (~1 % of a worker process's drain profile).
+    if (this.idleWorkers === 0) return;
+    this.wakeSignal.abort(WOKEN);
     this.wakeSignal = new AbortController();
   }
 
@@ -165,16 +174,21 @@ export class JobEngine {
         await this.idle();
         continue;
       }
-      await this.run(claimed.job, owner);
+      await this.run(claimed.job, claimed.build, owner);
     }
   }
 
   private async idle(): Promise<void> {
     const signal = AbortSignal.any([this.wakeSignal.signal, this.stopping.signal]);
-    await sleep(IDLE_POLL_MS, undefined, { signal }).catch(() => undefined);
+    this.idleWorkers++;
+    try {
+      await sleep(IDLE_POLL_MS, undefined, { signal }).catch(() => undefined);
+    } finally {
+      this.idleWorkers--;
+    }
   }
 
-  private async run(job: ClaimedJob, owner: string): Promise<void> {
+  private async run(job: ClaimedJob, build: ClaimedBuild, owner: string): Promise<void> {
     const { jobs, events, log } = this.options;
     const controller = new AbortController();
     if (this.drainOver) controller.abort(new ShutdownAbort());
@@ -182,7 +196,7 @@ export class JobEngine {
     this.reportBusy();
     events.publish({ type: 'changed', build_id: job.build_id, status: 'running' });
     try {
-      const result = await this.play(job, owner, controller.signal);
+      const result = await this.play(job, build, owner, controller.signal);
       if (result === 'aborted' && controller.signal.reason instanceof ShutdownAbort) {
         const text = `[usine] ${owner} is shutting down: the job goes back to the queue for another worker.\n`;
         if (await jobs.release(job, owner, text)) events.publish({ type: 'queued', build_id: job.build_id });
@@ -196,18 +210,31 @@ export class JobEngine {
   }
 
   /** Plays one claimed job: its lines as their simulated time comes, the lease renewed, its artifact, its finish. */
-  private async play(job: ClaimedJob, owner: string, signal: AbortSignal): Promise<'finished' | 'aborted' | 'lost'> {
+  private async play(job: ClaimedJob, build: ClaimedBuild, owner: string, signal: AbortSignal): Promise<'finished' | 'aborted' | 'lost'> {
     const { jobs, events, log, timeScale, leaseMs } = this.options;
-    if (job.project_name === null || job.project_repo === null || job.build_number === null || job.project_id === null) return 'lost';
     const subject: JobRunSubject = {
-      project: { name: job.project_name, repo: job.project_repo },
-      build: { project_id: job.project_id, number: job.build_number, branch: job.build_branch ?? '', commit_sha: job.build_commit_sha ?? '' },
+      project: { name: build.project_name, repo: build.project_repo },
+      build: { project_id: build.project_id, number: build.number, branch: build.branch, commit_sha: build.commit_sha },
       job: { name: job.name, attempt: job.attempt, spec: job.spec },
     };
     const plan = planJobRun(subject, randomForJob(this.options.seed, subject));
 
     const lost = new AbortController();
-    const stop = AbortSignal.any([signal, lost.signal]);
+    // The run stops when it is aborted (cancel, shutdown) or its lease is lost. The signal combining both is made only
+    // for a wait: AbortSignal.any registers with both sources (weak references, a finalization registry), ~2 % of a
+    // worker process's CPU at BUILD_TIME_SCALE=0 where no job ever waits.
+    let combined: AbortSignal | undefined;
+    const stop = {
+      get signal() {
+        return (combined ??= AbortSignal.any([signal, lost.signal]));
+      },
+      get aborted() {
+        return signal.aborted || lost.signal.aborted;
+      },
+      get reason(): unknown {
+        return signal.aborted ? signal.reason : lost.signal.reason;
+      },
+    };
     const renewal = setInterval(() => {
       jobs.renewLease(job.id, owner, leaseMs).then(
         (held) => {
@@ -217,12 +244,10 @@ export class JobEngine {
       );
     }, leaseMs / 3);
 
-    let written = '';
     let pending = '';
     const flush = async () => {
       if (pending === '') return;
       if (!(await jobs.appendLog(job, owner, pending))) throw new LeaseLost();
-      written += pending;
       pending = '';
       events.publish({ type: 'changed', build_id: job.build_id, status: 'running' });
     };
@@ -234,7 +259,7 @@ export class JobEngine {
         const waitMs = startedAt + line.at_s * timeScale * 1000 - Date.now();
         if (waitMs > 0) {
           await flush();
-          await sleep(waitMs, undefined, { signal: stop });
+          await sleep(waitMs, undefined, { signal: stop.signal });
         }
         if (stop.aborted) throw stop.reason;
         pending += formatLine(line);
@@ -243,31 +268,24 @@ export class JobEngine {
       const endMs = startedAt + plan.duration_s * timeScale * 1000 - Date.now();
       if (endMs > 0) {
         await flush();
-        await sleep(endMs, undefined, { signal: stop });
+        await sleep(endMs, undefined, { signal: stop.signal });
       }
       if (stop.aborted) throw stop.reason;
       if (plan.outcome === 'success' && job.spec.artifacts) {
+        // The archive's build.log is the build's log up to here (this job's lines included): flushed first.
+        await flush();
         const packed = packArtifact({
-          build: {
-            id: job.build_id,
-            number: subject.build.number,
-            branch: subject.build.branch,
-            commit_sha: subject.build.commit_sha,
-            triggered_by: null,
-            retry_of: null,
-            created_at: job.created_at,
-            started_at: job.started_at,
-          },
-          project: { id: subject.build.project_id, ...subject.project },
+          build: { id: job.build_id, ...build },
+          project: { id: build.project_id, name: build.project_name, repo: build.project_repo },
           duration_s: plan.duration_s,
-          log: written + pending,
+          log: await jobs.buildLog(job.build_id),
           builtBy: owner,
           now: new Date(),
         });
         // The default pipeline's `package` job stores the build's artifact under the name builds always had; any
         // other job's artifact is named after the job too, so that several jobs of one build keep one each.
         const artifact = job.spec.job === 'package' ? packed : { ...packed, name: jobArtifactName(packed.name, job.name) };
-        await this.options.artifacts.save(job.build_id, artifact);
+        await this.options.artifacts.save(job.build_id, artifact, job.id);
         savedSha256 = artifact.sha256;
         pending += `Artifact ${artifact.name}: ${artifact.size_bytes} bytes, sha256 ${artifact.sha256}\n`;
       }

@@ -1,5 +1,5 @@
 /**
- * The simulated run of ONE job of a build: what ./simulator.ts's `planRun` is to a whole single-script build. Pure:
+ * The simulated run of ONE job of a build. Pure:
  * given the job and a random source it plans the run up front — how long it would last, whether it fails, and every
  * log line with the simulated second it is due — and the job engine plays the plan out.
  *
@@ -8,7 +8,8 @@
  * 2. the outcome: `random() < spec.fail_rate` fails;
  * 3. the rest, which depends on the kind of job:
  *    - a job of the default pipeline (./pipelines/default.ts: its name and its script unchanged) tells the step's
- *      story as `planRun` does, and draws its numbers as `planRun` does (`drawStepDetails`: packages, suites, tests
+ *      story as the single-script builds before pipelines did (./simulator.ts's `stepLines`), and draws its numbers
+ *      as they did (`drawStepDetails`: packages, suites, tests
  *      per suite, and failed tests when the test job fails); it lasts its whole planned duration, failing or not;
  *    - any other job prints its script, and only when it fails draws the line it fails at, then the point of that
  *      line's slot where it fails.
@@ -172,7 +173,7 @@ export function planJobRun(subject: JobRunSubject, random: Random): JobRunPlan {
     const details = drawStepDetails(random, fails && step === 'test');
     lines = stepLines(step, subject, details, fails, 0, planned_s);
     // Its last line, `✓ Step … passed` or `✗ Step … failed: …`, falls at the end of its planned time, failing or
-    // not, as each step did in `planRun`: the default pipeline keeps the old builds' durations.
+    // not, as each step of the single-script builds did: the default pipeline keeps their durations.
     duration_s = planned_s;
   } else {
     ({ lines, duration_s } = scriptLines(subject, planned_s, fails, random));

@@ -22,20 +22,6 @@ export interface PlannedLine {
   text: string;
 }
 
-export interface RunPlan {
-  outcome: 'success' | 'fail';
-  /** Simulated seconds the whole pipeline would take (2–10), whatever BUILD_TIME_SCALE makes of them in wall time. */
-  planned_s: number;
-  /**
-   * Simulated seconds the run lasts: the whole plan on success; on failure, the steps up to and including the one
-   * that fails (the run stops there). The time of its last line.
-   */
-  duration_s: number;
-  /** The step that fails, on a failing run. */
-  failed_step?: StepName;
-  lines: PlannedLine[];
-}
-
 export interface RunSubject {
   project: { name: string; repo: string };
   build: { project_id: number; number: number; branch: string; commit_sha: string };
@@ -66,25 +52,11 @@ export function seededRandom(seedText: string): Random {
   };
 }
 
-/** The random source for one run: reproducible under BUILD_SEED, otherwise fresh. */
-export function randomForRun(seed: string | undefined, build: RunSubject['build']): Random {
-  return seed === undefined ? Math.random : seededRandom(`${seed}:${build.project_id}:${build.number}`);
-}
-
 /** A plausible commit hash for triggers that name none. */
 export const randomCommitSha = () => randomBytes(20).toString('hex');
 
 const round2 = (value: number) => Math.round(value * 100) / 100;
 const between = (random: Random, min: number, max: number) => min + Math.floor(random() * (max - min + 1));
-
-function failingStep(random: Random): StepName {
-  // Tests fail most often, packaging least: roughly what real pipelines see.
-  const roll = random();
-  if (roll < 0.1) return 'checkout';
-  if (roll < 0.35) return 'install';
-  if (roll < 0.9) return 'test';
-  return 'package';
-}
 
 /** The numbers a step's story prints, drawn once per run (see `drawStepDetails`). */
 export interface StepDetails {
@@ -100,7 +72,7 @@ export interface StepDetails {
 
 /**
  * Draws a story's numbers, four or three draws in this order: packages, suites, tests per suite, then failed tests
- * only when `testFails`. Shared by `planRun` and the job simulator, so that both tell the same story.
+ * only when `testFails`. The job simulator's default jobs tell their story with them.
  */
 export function drawStepDetails(random: Random, testFails: boolean): StepDetails {
   const packages = between(random, 80, 900);
@@ -172,29 +144,6 @@ export function stepLines(
   return lines;
 }
 
-/**
- * Plans a whole run up front: duration, outcome (BUILD_FAIL_RATE), the failing step and every log line with the
- * simulated second it is due. Pure: a seeded random source gives the same plan every time.
- */
-export function planRun(subject: RunSubject, failRate: number, random: Random): RunPlan {
-  const planned_s = round2(MIN_DURATION_S + random() * (MAX_DURATION_S - MIN_DURATION_S));
-  const outcome = random() < failRate ? 'fail' : 'success';
-  const failed_step = outcome === 'fail' ? failingStep(random) : undefined;
-  const details = drawStepDetails(random, failed_step === 'test');
-
-  const lines: PlannedLine[] = [];
-  let start = 0;
-  for (const step of STEPS) {
-    const length = planned_s * step.share;
-    const fails = failed_step === step.name;
-    lines.push(...stepLines(step.name, subject, details, fails, start, length));
-    start += length;
-    if (fails) break;
-  }
-  // Where the last step that ran ended: the time of the run's last line (the whole plan for a successful run).
-  return { outcome, planned_s, duration_s: round2(start), failed_step, lines };
-}
-
 /** `[mm:ss.SSS]`: the simulated time since the run started, at the head of each step line. */
 export function formatLine(line: PlannedLine): string {
   const ms = Math.round(line.at_s * 1000);
@@ -203,6 +152,3 @@ export function formatLine(line: PlannedLine): string {
   return `[${minutes}:${seconds}.${String(ms % 1000).padStart(3, '0')}] ${line.text}\n`;
 }
 
-/** The run's last line, written with the terminal status: exactly one per completed run. */
-export const finishedLine = (outcome: 'success' | 'fail', duration_s: number) =>
-  `Build finished: ${outcome} in ${duration_s} s\n`;

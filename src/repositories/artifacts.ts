@@ -12,11 +12,12 @@ export interface NewArtifact {
 
 /**
  * Artifacts live in the database (they are a few kilobytes), so every replica serves them without shared storage.
- * Only a successful build's artifacts are visible: a worker stores the file before it marks the build successful,
- * and a build that never gets there (lost lease, cancel) keeps its row hidden.
+ * Only a successful build's artifacts are visible under the build, and a successful job's under the job (`job_id`,
+ * the job that stored it): a worker stores the file before it marks the job successful, and a job that never gets
+ * there (lost lease, cancel) keeps its row hidden.
  */
 export function createArtifactsRepository({ db, tables }: Database) {
-  const { artifacts, builds } = tables;
+  const { artifacts, builds, jobs } = tables;
   const metadata = {
     name: artifacts.name,
     content_type: artifacts.content_type,
@@ -26,12 +27,14 @@ export function createArtifactsRepository({ db, tables }: Database) {
   };
   const ofSuccessfulBuild = (buildId: number) =>
     and(eq(artifacts.build_id, buildId), eq(builds.status, 'success'));
+  const ofSuccessfulJob = (jobId: number) => and(eq(artifacts.job_id, jobId), eq(jobs.status, 'success'));
 
   // Prepared once: every successful build stores one, and building the upsert cost more than running it.
   const saveStatement = db
     .insert(artifacts)
     .values({
       build_id: sql.placeholder('build_id'),
+      job_id: sql.placeholder('job_id'),
       name: sql.placeholder('name'),
       content_type: sql.placeholder('content_type'),
       content: sql.placeholder('content'),
@@ -41,6 +44,8 @@ export function createArtifactsRepository({ db, tables }: Database) {
     .onConflictDoUpdate({
       target: [artifacts.build_id, artifacts.name],
       set: {
+        // A job's new attempt stores the file again under the same name: it is that attempt's now.
+        job_id: sql`excluded.job_id`,
         content_type: sql`excluded.content_type`,
         content: sql`excluded.content`,
         size_bytes: sql`excluded.size_bytes`,
@@ -50,9 +55,12 @@ export function createArtifactsRepository({ db, tables }: Database) {
     .prepare('usine_artifact_save');
 
   return {
-    /** Stores (or, for a build run again after a take-over, replaces) one artifact of a build. */
-    async save(buildId: number, artifact: NewArtifact): Promise<void> {
-      await saveStatement.execute({ build_id: buildId, ...artifact });
+    /**
+     * Stores (or, for a build run again after a take-over, replaces) one artifact of a build, and says which job
+     * stored it (none: a build-level file).
+     */
+    async save(buildId: number, artifact: NewArtifact, jobId: number | null = null): Promise<void> {
+      await saveStatement.execute({ build_id: buildId, job_id: jobId, ...artifact });
     },
 
     /**
@@ -88,6 +96,26 @@ export function createArtifactsRepository({ db, tables }: Database) {
         .from(artifacts)
         .innerJoin(builds, eq(builds.id, artifacts.build_id))
         .where(and(ofSuccessfulBuild(buildId), eq(artifacts.name, name)));
+      return rows[0];
+    },
+
+    /** Metadata of the artifacts a job stored, by name, once it succeeded (none before, nor if it did not). */
+    async listForJob(jobId: number) {
+      return db
+        .select(metadata)
+        .from(artifacts)
+        .innerJoin(jobs, eq(jobs.id, artifacts.job_id))
+        .where(ofSuccessfulJob(jobId))
+        .orderBy(asc(artifacts.name));
+    },
+
+    /** One artifact of a successful job, with its bytes, if the job stored a file of exactly that name. */
+    async findForJob(jobId: number, name: string) {
+      const rows = await db
+        .select({ ...metadata, content: artifacts.content })
+        .from(artifacts)
+        .innerJoin(jobs, eq(jobs.id, artifacts.job_id))
+        .where(and(ofSuccessfulJob(jobId), eq(artifacts.name, name)));
       return rows[0];
     },
   };

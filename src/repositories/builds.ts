@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm';
+import { and, count, desc, eq, lt, sql } from 'drizzle-orm';
 import type { AppDb, Database } from '../db/client.js';
 import { isForeignKeyViolation, isNotNullViolation } from '../db/errors.js';
 import { qualified } from '../db/qualified.js';
@@ -56,34 +56,9 @@ const MAX_NUMBERING_ATTEMPTS = 100;
 const TERMINAL: BuildStatusValue[] = ['success', 'fail', 'canceled'];
 export const isTerminal = (status: BuildStatusValue) => TERMINAL.includes(status);
 
-/**
- * Every change of a build's status is one conditional UPDATE (`… WHERE status = … RETURNING`): whichever of a worker,
- * a cancel or a lease recovery gets there first wins, the others change nothing and learn it from the empty result.
- * Worker writes also require `lease_owner` to be the caller, so a worker that lost its lease can no longer write.
- */
-/** The value cached under `key`, made by `make(key)` the first time. */
-function cachedBy<K, V>(cache: Map<K, V>, key: K, make: (key: K) => V): V {
-  let value = cache.get(key);
-  if (value === undefined) {
-    value = make(key);
-    cache.set(key, value);
-  }
-  return value;
-}
-
 export function createBuildsRepository(database: Database) {
-  const { db, tables, dialect } = database;
+  const { db, tables } = database;
   const { builds, projects } = tables;
-  const appendToLog = (text: string) => sql`${builds.logs} || ${text}`;
-  /**
-   * Wall seconds since the build started, by the database's clock (the one `started_at` was set with), divided by the
-   * time scale: simulated seconds, as a numeric `round(…, 2)` takes on both databases.
-   */
-  const simulatedSecondsSinceStart = (timeScale: number) =>
-    dialect === 'pg'
-      ? sql`cast(extract(epoch from (${database.now()} - ${builds.started_at})) / ${timeScale} as numeric)`
-      : sql`((${database.now()} - ${builds.started_at}) / 1000.0 / ${timeScale})`;
-  const releaseLease = { lease_owner: null, lease_expires_at: null };
 
   /** The caller's key on the project (served by builds_idempotency_caller_uq). */
   const sameKey = (projectId: number, { key, userId }: { key: string; userId: number }) =>
@@ -109,67 +84,6 @@ export function createBuildsRepository(database: Database) {
     .orderBy(desc(builds.number))
     .limit(sql.placeholder('limit'))
     .prepare('usine_builds_page_below');
-
-  // The build engine's statements, prepared once as well: at BUILD_TIME_SCALE=0, building them was a fifth of a
-  // worker process's CPU. Those that take the lease length are prepared per length (one, in practice).
-  const heldByOwner = and(eq(builds.id, sql.placeholder('id')), eq(builds.lease_owner, sql.placeholder('owner')), eq(builds.status, 'running'));
-  const claimStatements = new Map<number, ReturnType<typeof prepareClaim>>();
-  const claimStatement = (leaseMs: number) => cachedBy(claimStatements, leaseMs, prepareClaim);
-  function prepareClaim(leaseMs: number) {
-    const owner = sql.placeholder('owner');
-    const oldestQueued = db.select({ id: builds.id }).from(builds).where(eq(builds.status, 'queued')).orderBy(asc(builds.id)).limit(1);
-    const candidate = dialect === 'pg' ? oldestQueued.for('update', { skipLocked: true }) : oldestQueued;
-    const projectColumn = (column: typeof projects.name | typeof projects.repo) =>
-      sql<string | null>`(select ${qualified(column)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`;
-    return (
-      db
-        .update(builds)
-        .set({
-          status: 'running',
-          started_at: sql`${database.now()}`,
-          finished_at: null,
-          lease_owner: sql`${owner}`,
-          lease_expires_at: sql`${database.nowPlus(leaseMs)}`,
-          attempts: sql`${builds.attempts} + 1`,
-          // Written by the claim itself, so that even a process killed right after claiming leaves its trace.
-          logs: sql`${builds.logs} || '[usine] Build #' || ${builds.number} || ' of ' || ${projectColumn(projects.name)} || ' (' || ${builds.branch} || ' @ ' || substr(${builds.commit_sha}, 1, 7) || ') picked up by ' || ${owner} || ', attempt ' || (${builds.attempts} + 1) || ${'\n'}`,
-        })
-        // `id = (scalar subquery)`, not `id IN (…)`: PostgreSQL may re-run an IN subquery per row and claim several.
-        .where(and(eq(builds.id, sql`(${candidate})`), eq(builds.status, 'queued')))
-        // The project's name and repository come back with the claim: the run needs them, and this saves a query.
-        .returning({ ...getTableColumns(builds), project_name: projectColumn(projects.name), project_repo: projectColumn(projects.repo) })
-        .prepare(`usine_build_claim_${leaseMs}`)
-    );
-  }
-  const renewStatements = new Map<number, ReturnType<typeof prepareRenew>>();
-  const renewStatement = (leaseMs: number) => cachedBy(renewStatements, leaseMs, prepareRenew);
-  function prepareRenew(leaseMs: number) {
-    return db
-      .update(builds)
-      .set({ lease_expires_at: sql`${database.nowPlus(leaseMs)}` })
-      .where(heldByOwner)
-      .returning({ id: builds.id })
-      .prepare(`usine_build_renew_${leaseMs}`);
-  }
-  const appendLogStatement = db
-    .update(builds)
-    .set({ logs: sql`${builds.logs} || ${sql.placeholder('text')}` })
-    .where(heldByOwner)
-    .returning({ id: builds.id })
-    .prepare('usine_build_append_log');
-  const finishStatement = db
-    .update(builds)
-    .set({
-      status: sql`${sql.placeholder('status')}`,
-      duration_s: sql`${sql.placeholder('duration')}`,
-      logs: sql`${builds.logs} || ${sql.placeholder('text')}`,
-      finished_at: sql`${database.now()}`,
-      ...releaseLease,
-    })
-    .where(heldByOwner)
-    // Only what the worker needs: returning the row would send the whole log back, a few kilobytes per build.
-    .returning({ id: builds.id, status: builds.status, finished_at: builds.finished_at })
-    .prepare('usine_build_finish');
 
   // Not in the Drizzle schema (as project_count is not): one row per slot on PostgreSQL, one row on SQLite.
   const statusTotal = (status: BuildStatusValue) => sql<number>`cast(coalesce(sum(${sql.identifier(status)}), 0) as integer)`.mapWith(Number);
@@ -204,8 +118,8 @@ export function createBuildsRepository(database: Database) {
     async create(
       build: NewBuild,
       options: CreateOptions,
-      /** Steps that write the build's jobs (PIPELINE_ENGINE=jobs), run in the same transaction as the insert. */
-      planJobs?: (tx: AppDb, buildId: number) => Generator<Query<unknown>, unknown, unknown>,
+      /** Steps that write the build's jobs, run in the same transaction as the insert. */
+      planJobs: (tx: AppDb, buildId: number) => Generator<Query<unknown>, unknown, unknown>,
     ): Promise<CreateResult<typeof builds.$inferSelect>> {
       const { idempotency } = options;
       if (idempotency) {
@@ -234,14 +148,12 @@ export function createBuildsRepository(database: Database) {
           .returning();
       for (let attempt = 0; attempt < MAX_NUMBERING_ATTEMPTS; attempt++) {
         try {
-          // With jobs to plan, the build and its jobs are one transaction: a build never exists without them.
-          const rows = planJobs
-            ? await database.transaction(function* (tx) {
-                const inserted = yield* step(insert(tx));
-                if (inserted[0]) yield* planJobs(tx, inserted[0].id);
-                return inserted;
-              })
-            : await insert(db);
+          // The build and its jobs are one transaction: a build never exists without them.
+          const rows = await database.transaction(function* (tx) {
+            const inserted = yield* step(insert(tx));
+            if (inserted[0]) yield* planJobs(tx, inserted[0].id);
+            return inserted;
+          });
           if (rows[0]) return { outcome: 'created', build: rows[0] };
           if (idempotency) {
             const first = await findByIdempotencyKey(build.project_id, idempotency);
@@ -330,104 +242,8 @@ export function createBuildsRepository(database: Database) {
       );
       return { queued: Number(queued?.[0]?.total ?? 0), running: Number(running?.[0]?.total ?? 0) };
     },
-
-    /**
-     * Takes the oldest queued build for `owner`, in one statement. PostgreSQL: the candidate row is locked with
-     * `FOR UPDATE SKIP LOCKED`, so concurrent workers each get a different build without waiting. SQLite: writers
-     * are serialised by the database, and the `status = 'queued'` condition makes a second claim of one row a no-op.
-     */
-    async claimNext(owner: string, leaseMs: number) {
-      const rows = await claimStatement(leaseMs).execute({ owner });
-      return rows[0];
-    },
-
-    /** Extends `owner`'s lease; false when the build is no longer running under it (canceled, taken over). */
-    async renewLease(id: number, owner: string, leaseMs: number): Promise<boolean> {
-      const rows = await renewStatement(leaseMs).execute({ id, owner });
-      return rows.length > 0;
-    },
-
-    /** Appends log text (whole lines) while `owner` holds the build; false otherwise, and nothing is written. */
-    async appendLog(id: number, owner: string, text: string): Promise<boolean> {
-      const rows = await appendLogStatement.execute({ id, owner, text });
-      return rows.length > 0;
-    },
-
-    /** running → success | fail, with the last log lines, if `owner` still holds the build. */
-    async finish(id: number, owner: string, outcome: { status: 'success' | 'fail'; duration_s: number; text: string }) {
-      const rows = await finishStatement.execute({ id, owner, status: outcome.status, duration: outcome.duration_s, text: outcome.text });
-      return rows[0];
-    },
-
-    /**
-     * queued | running → canceled, with a log line saying who did it; undefined when the build was not cancelable.
-     * A running build's `duration_s` is what it ran, in simulated seconds: the database's time since `started_at`
-     * divided by `timeScale` (BUILD_TIME_SCALE), in the same statement that sets `finished_at`. At scale 0 it is 0: an
-     * instant run writes its steps only with its last statement, so a run canceled before that shows none. A queued
-     * build never ran: null.
-     */
-    async cancel(id: number, text: string, timeScale: number) {
-      const ran = timeScale > 0 ? sql`round(${simulatedSecondsSinceStart(timeScale)}, 2)` : sql`0`;
-      const rows = await db
-        .update(builds)
-        .set({
-          status: 'canceled',
-          logs: appendToLog(text),
-          finished_at: sql`${database.now()}`,
-          // SET reads the row as it was: `status` is the status being left.
-          duration_s: sql`case when ${builds.status} = 'running' then ${ran} else null end`,
-          ...releaseLease,
-        })
-        .where(and(eq(builds.id, id), inArray(builds.status, ['queued', 'running'])))
-        .returning();
-      return rows[0];
-    },
-
-    /**
-     * Hands a running build back to the queue (shutdown): its claim does not count as an attempt.
-     * False when `owner` no longer held it.
-     */
-    async release(id: number, owner: string, text: string): Promise<boolean> {
-      const rows = await db
-        .update(builds)
-        .set({ status: 'queued', logs: appendToLog(text), attempts: sql`${builds.attempts} - 1`, ...releaseLease })
-        .where(and(eq(builds.id, id), eq(builds.lease_owner, owner), eq(builds.status, 'running')))
-        .returning({ id: builds.id });
-      return rows.length > 0;
-    },
-
-    /**
-     * Running builds whose lease expired (their process died or hung): those claimed `maxAttempts` times already are
-     * failed, the others go back to the queue for any worker to take over. Each gets a log line saying so.
-     */
-    async recoverExpired(maxAttempts: number) {
-      const expired = and(eq(builds.status, 'running'), lt(builds.lease_expires_at, sql`${database.now()}`));
-      const owner = sql`coalesce(${builds.lease_owner}, 'unknown')`;
-      const failed = await db
-        .update(builds)
-        .set({
-          status: 'fail',
-          finished_at: sql`${database.now()}`,
-          logs: sql`${builds.logs} || '[usine] Worker ' || ${owner} || ' stopped renewing its lease, and this build has been claimed ' || ${builds.attempts} || ' times: giving up, the build fails.' || ${'\n'}`,
-          ...releaseLease,
-        })
-        .where(and(expired, sql`${builds.attempts} >= ${maxAttempts}`))
-        .returning({ id: builds.id, status: builds.status });
-      const requeued = await db
-        .update(builds)
-        .set({
-          status: 'queued',
-          logs: sql`${builds.logs} || '[usine] Worker ' || ${owner} || ' stopped renewing its lease: the build is queued again for another worker to take over.' || ${'\n'}`,
-          ...releaseLease,
-        })
-        .where(expired)
-        .returning({ id: builds.id, status: builds.status });
-      return { failed, requeued };
-    },
   };
 }
 
 export type BuildsRepository = ReturnType<typeof createBuildsRepository>;
 export type BuildRow = NonNullable<Awaited<ReturnType<BuildsRepository['findById']>>>;
-/** A build as claimed by a worker: the row, with its project's name and repository (null if the project is gone). */
-export type ClaimedBuild = NonNullable<Awaited<ReturnType<BuildsRepository['claimNext']>>>;

@@ -1,7 +1,8 @@
-import { and, asc, eq, getTableColumns, inArray, lt, sql, type AnyColumn } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, inArray, lt, sql, type SQL } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import type { AppDb, Database } from '../db/client.js';
 import { qualified } from '../db/qualified.js';
-import { step, type Query } from '../db/transaction.js';
+import { step, steps, type Query, type Step } from '../db/transaction.js';
 import { criticalPathSeconds } from '../pipelines/critical-path.js';
 import {
   advance,
@@ -18,7 +19,10 @@ import {
 import type { JobSpec, ResolvedJob } from '../pipelines/resolve.js';
 import type { BuildStatusValue } from '../schemas/build.js';
 
-type Script<R> = Generator<Query<unknown>, R, unknown>;
+type Script<R> = Generator<Step, R, unknown>;
+
+/** Thrown inside a transaction script to roll back what it wrote: the job was no longer held by the worker. */
+class NotHeld extends Error {}
 
 /** Where a build stands after a change of its jobs: what src/pipelines/progress.ts derived, and what changed. */
 export interface Settled {
@@ -79,12 +83,88 @@ export function createJobsRepository(database: Database) {
     return rows[0];
   }
 
-  function* currentJobs(tx: AppDb, buildId: number) {
-    return yield* step(tx.select(stateColumns).from(jobs).where(current(buildId)).orderBy(asc(jobs.position)));
+  /** Appends a job's lines to its build's log, prefixed with the job's name (the build's log holds every job's). */
+  function* appendToBuildLog(tx: AppDb, buildId: number, name: string, text: string): Script<void> {
+    yield* step(tx.update(builds).set({ logs: sql`${builds.logs} || ${prefixLines(name, text)}` }).where(eq(builds.id, buildId)).returning({ id: builds.id }));
   }
+
+  const currentJobsQuery = (tx: AppDb, buildId: number) => tx.select(stateColumns).from(jobs).where(current(buildId)).orderBy(asc(jobs.position));
+  type JobRows = Awaited<ReturnType<typeof currentJobsQuery>>;
+
+  /**
+   * A statement of a transaction script written with placeholders (`sql.placeholder(name)`, filled from `values`) and
+   * built by `make` on the connection given. SQLite: built and compiled once (`key` names it), on the one connection
+   * that also runs the transactions: building each statement with Drizzle and compiling it in SQLite (which compiles
+   * the triggers a write fires into it) was ~40 % of a worker process's CPU in the drain. PostgreSQL: built on the
+   * transaction's connection each time (postgres.js then reuses the server's prepared statement, found by its text).
+   */
+  const compiled = new Map<string, { all(values: Record<string, unknown>): unknown }>();
+  function cached<T>(
+    tx: AppDb,
+    key: string,
+    make: (on: AppDb) => { prepare(name: string): { execute(values?: Record<string, unknown>): Promise<T> } },
+    values: Record<string, unknown>,
+  ): Query<T> {
+    if (dialect === 'pg') return make(tx).prepare(key).execute(values);
+    let statement = compiled.get(key);
+    if (!statement) compiled.set(key, (statement = make(db).prepare(key) as unknown as SqlitePrepared));
+    return sqliteStep<T>(statement, values);
+  }
+  type SqlitePrepared = { all(values: Record<string, unknown>): unknown };
+  /** A SQLite prepared query as a step of a script: the runner calls all() (synchronous), with `values`. */
+  function sqliteStep<T>(prepared: SqlitePrepared, values: Record<string, unknown>): Query<T> & { all(): unknown } {
+    return {
+      all: () => prepared.all(values),
+      then: <A = T, B = never>(resolve?: ((rows: T) => A | PromiseLike<A>) | null, reject?: ((error: unknown) => B | PromiseLike<B>) | null) =>
+        Promise.resolve()
+          .then(() => prepared.all(values) as T)
+          .then(resolve, reject),
+    };
+  }
+  const idParam = sql.placeholder('id');
+  const textParam = sql.placeholder('text');
+  const ownerParam = sql.placeholder('owner');
+
+  function* currentJobs(tx: AppDb, buildId: number) {
+    return yield* step(currentJobsQuery(tx, buildId));
+  }
+
+  /**
+   * The build's current jobs, their rows locked (PostgreSQL: `FOR UPDATE`, after the build's row, in the lock order
+   * above), for the writes that may move a queued job: a cancel. A claim takes a queued job without its build's lock;
+   * read without a lock, a job claimed meanwhile would still look queued, the cancel's `where status = 'queued'` would
+   * then change nothing, and the job would run on under a canceled build. Locked, the read waits for the claim (one
+   * short statement) and sees the job running, which the cancel then stops.
+   */
+  function* lockedCurrentJobs(tx: AppDb, buildId: number) {
+    const query = currentJobsQuery(tx, buildId);
+    return yield* step(dialect === 'pg' ? query.for('update') : query);
+  }
+
+  /**
+   * The build's row, locked until the transaction ends, by the write that appends `text` to its log (an UPDATE takes
+   * the row's lock as `SELECT … FOR UPDATE` does: same lock, same order, one statement fewer); no row when there is no
+   * such build. Only for a script that then rolls back (NotHeld) when it must write nothing.
+   */
+  const lockBuildAppending = (tx: AppDb, buildId: number, line: string) =>
+    cached(
+      tx,
+      'usine_job_lock_build_appending',
+      (on) =>
+        on
+          .update(builds)
+          .set({ logs: sql`${builds.logs} || ${textParam}` })
+          .where(eq(builds.id, idParam))
+          .returning({ status: builds.status, started_at: builds.started_at }),
+      { id: buildId, text: line },
+    );
 
   /** Writes planned status changes, one statement per kind of change; each only where the job still has its old status. */
   function* applyChanges(tx: AppDb, buildId: number, changes: readonly JobChange[]): Script<void> {
+    yield* steps(...changeQueries(tx, buildId, changes));
+  }
+
+  function changeQueries(tx: AppDb, buildId: number, changes: readonly JobChange[]) {
     const groups = new Map<string, { from: JobStatus; to: JobStatus; names: string[] }>();
     for (const change of changes) {
       const key = `${change.from}>${change.to}`;
@@ -92,54 +172,75 @@ export function createJobsRepository(database: Database) {
       group.names.push(change.name);
       groups.set(key, group);
     }
-    for (const { from, to, names } of groups.values()) {
+    return [...groups.values()].map(({ from, to, names }) => {
       const ends = to === 'skipped' || to === 'canceled';
-      yield* step(
-        tx
-          .update(jobs)
-          .set({ status: to, ...(ends ? { finished_at: now(), ...releaseLease } : {}), ...(to === 'created' ? { finished_at: null } : {}) })
-          .where(and(current(buildId), eq(jobs.status, from), inArray(jobs.name, names)))
-          .returning({ id: jobs.id }),
+      const namePlaceholders = names.map((_, index) => sql.placeholder(`n${index}`));
+      return cached(
+        tx,
+        `usine_job_change_${from}_${to}_${names.length}`,
+        (on) =>
+          on
+            .update(jobs)
+            .set({ status: to, ...(ends ? { finished_at: now(), ...releaseLease } : {}), ...(to === 'created' ? { finished_at: null } : {}) })
+            .where(and(eq(jobs.build_id, idParam), eq(jobs.retried, false), eq(jobs.status, from), inArray(jobs.name, namePlaceholders)))
+            .returning({ id: jobs.id }),
+        Object.fromEntries([['id', buildId], ...names.map((name, index) => [`n${index}`, name])]),
       );
-    }
+    });
   }
 
   /**
    * After a change of its jobs, under the build's lock: releases (or skips) the jobs whose needs are now over, then
    * writes the build's status as its jobs make it. Over: `finished_at`, `duration_s` (the longest chain of jobs, in
-   * simulated seconds) and a last log line; not over: back to running (a retry, a play) or still queued.
+   * simulated seconds) and a last log line; not over: back to running (a retry, a play) or still queued. `read`: the
+   * build's current jobs, when the caller read them under the lock already. The writes go together (`steps`).
    */
-  function* settle(tx: AppDb, buildId: number, build: { status: BuildStatusValue; started_at: Date | null }, earlier: JobChange[] = []): Script<Settled> {
-    const rows = yield* currentJobs(tx, buildId);
+  function* settle(
+    tx: AppDb,
+    buildId: number,
+    build: { status: BuildStatusValue; started_at: Date | null },
+    earlier: JobChange[] = [],
+    read?: JobRows,
+  ): Script<Settled> {
+    const rows = read ?? (yield* currentJobs(tx, buildId));
     const changes = advance(rows);
-    yield* applyChanges(tx, buildId, changes);
+    const writes = changeQueries(tx, buildId, changes);
     const after = new Map(changes.map((change) => [change.name, change.to]));
     const states: (JobState & { duration_s: number | null })[] = rows.map((row) => ({ ...row, status: after.get(row.name) ?? row.status }));
     const started = build.started_at !== null || rows.some((row) => row.started_at !== null);
     const derived = buildStatusOf(states, started);
     const allChanges = mergeChanges(earlier, changes);
     if (derived.status === build.status) {
+      yield* steps(...writes);
       return { build_id: buildId, status: build.status, build_changed: false, warning: derived.warning, changes: allChanges, stopped: [] };
     }
     if (derived.over) {
       const duration = criticalPathSeconds(states.filter((job) => job.status !== 'skipped'));
       const failedAllowed = states.filter((job) => job.status === 'fail' && job.allow_failure).map((job) => job.name);
       const warning = failedAllowed.length > 0 ? ` (with warnings: ${failedAllowed.join(', ')} failed, allowed to fail)` : '';
-      yield* step(
-        tx
-          .update(builds)
-          .set({
-            status: derived.status,
-            finished_at: now(),
-            duration_s: duration,
-            logs: sql`${builds.logs} || ${`Build finished: ${derived.status} in ${duration} s${warning}\n`}`,
-            ...releaseLease,
-          })
-          .where(eq(builds.id, buildId))
-          .returning({ id: builds.id }),
+      yield* steps(
+        ...writes,
+        cached(
+          tx,
+          `usine_job_build_over_${derived.status}`,
+          (on) =>
+            on
+              .update(builds)
+              .set({
+                status: derived.status,
+                finished_at: now(),
+                duration_s: sql`${sql.placeholder('duration')}`,
+                logs: sql`${builds.logs} || ${textParam}`,
+                ...releaseLease,
+              })
+              .where(eq(builds.id, idParam))
+              .returning({ id: builds.id }),
+          { id: buildId, duration, text: `Build finished: ${derived.status} in ${duration} s${warning}\n` },
+        ),
       );
     } else {
-      yield* step(
+      yield* steps(
+        ...writes,
         tx
           .update(builds)
           .set({ status: derived.status, finished_at: null, duration_s: null })
@@ -157,14 +258,24 @@ export function createJobsRepository(database: Database) {
     };
   }
 
-  const buildColumn = <T>(column: AnyColumn<{ data: T }>) =>
-    sql<T | null>`(select ${qualified(column)} from ${builds} where ${qualified(builds.id)} = ${qualified(jobs.build_id)})`;
-  const projectColumn = (column: typeof projects.name | typeof projects.repo) =>
-    sql<string | null>`(select ${qualified(column)} from ${projects} join ${builds} on ${qualified(builds.project_id)} = ${qualified(projects.id)} where ${qualified(builds.id)} = ${qualified(jobs.build_id)})`;
+  /**
+   * `status = 'queued'` (or `'running'`) written into the SQL as a literal, not sent as a parameter, wherever a query
+   * should use the partial index on that status (jobs_queued_idx, jobs_running_lease_idx). Statements are prepared
+   * (postgres.js names and reuses them), and after five runs PostgreSQL may keep a generic plan, made without the
+   * parameter's value: it cannot tell that `status = $1` implies the index's `status = 'queued'`, and the claim then
+   * walked the primary key from the oldest job, filtering out every finished one (0.6 ms with 7,000 finished jobs
+   * before the first queued one, growing with the table; the drain's claims spent most of PostgreSQL's CPU there).
+   */
+  const statusIs = (status: 'queued' | 'running') => sql`${jobs.status} = ${sql.raw(`'${status}'`)}`;
   const claimStatements = new Map<number, ReturnType<typeof prepareClaim>>();
   function prepareClaim(leaseMs: number) {
+    return claimUpdate(leaseMs)
+      .returning({ ...jobColumns, claims: jobs.claims })
+      .prepare(`usine_job_claim_${leaseMs}`);
+  }
+  function claimUpdate(leaseMs: number) {
     const owner = sql.placeholder('owner');
-    const oldestQueued = db.select({ id: jobs.id }).from(jobs).where(eq(jobs.status, 'queued')).orderBy(asc(jobs.id)).limit(1);
+    const oldestQueued = db.select({ id: jobs.id }).from(jobs).where(statusIs('queued')).orderBy(asc(jobs.id)).limit(1);
     const candidate = dialect === 'pg' ? oldestQueued.for('update', { skipLocked: true }) : oldestQueued;
     return db
       .update(jobs)
@@ -179,19 +290,121 @@ export function createJobsRepository(database: Database) {
         logs: sql`${jobs.logs} || '[usine] Job ' || ${jobs.name} || ' (attempt ' || ${jobs.attempt} || ') picked up by ' || ${owner} || ', claim ' || (${jobs.claims} + 1) || ${'\n'}`,
       })
       // `id = (scalar subquery)`, not `id IN (…)`: PostgreSQL may re-run an IN subquery per row and claim several.
-      .where(and(eq(jobs.id, sql`(${candidate})`), eq(jobs.status, 'queued')))
-      // What the run needs of its build and project comes back with the claim: it saves two queries per job.
-      .returning({
-        ...jobColumns,
-        claims: jobs.claims,
-        build_number: buildColumn(builds.number),
-        build_branch: buildColumn(builds.branch),
-        build_commit_sha: buildColumn(builds.commit_sha),
-        project_id: buildColumn(builds.project_id),
-        project_name: projectColumn(projects.name),
-        project_repo: projectColumn(projects.repo),
+      .where(and(eq(jobs.id, sql`(${candidate})`), eq(jobs.status, 'queued')));
+  }
+  /**
+   * The claimed job's build starts (if it had not), and its log gets the claim line as the job's did. What the run needs
+   * of its build and project comes back with that write: no query of its own. Prepared once: building it with Drizzle
+   * on every claim was a large part of a worker's CPU at BUILD_TIME_SCALE=0.
+   */
+  let startBuild: ReturnType<typeof prepareStartBuild> | undefined;
+  const projectName = sql`(select ${qualified(projects.name)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`;
+  // A build's first claim starts it: its log says which build of which project, branch and commit it is.
+  const startLine = sql`case when ${builds.status} = 'queued' then '[usine] Build #' || ${builds.number} || ' of ' || ${projectName} || ' (' || ${builds.branch} || ' @ ' || substr(${builds.commit_sha}, 1, 7) || ${') started\n'} else '' end`;
+  const startedBuildColumns = {
+    number: builds.number,
+    branch: builds.branch,
+    commit_sha: builds.commit_sha,
+    triggered_by: builds.triggered_by,
+    retry_of: builds.retry_of,
+    created_at: builds.created_at,
+    started_at: builds.started_at,
+    project_id: builds.project_id,
+    project_name: sql<string>`(select ${qualified(projects.name)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`.as('project_name'),
+    project_repo: sql<string>`(select ${qualified(projects.repo)} from ${projects} where ${qualified(projects.id)} = ${qualified(builds.project_id)})`.as('project_repo'),
+  };
+  function prepareStartBuild() {
+    return db
+      .update(builds)
+      .set({
+        status: 'running',
+        // The build starts when its first job does: the same instant, not this statement's.
+        started_at: sql`coalesce(${builds.started_at}, (select ${qualified(jobs.started_at)} from ${jobs} where ${qualified(jobs.id)} = ${sql.placeholder('job')}))`,
+        logs: sql`${builds.logs} || ${startLine} || ${sql.placeholder('line')}`,
       })
-      .prepare(`usine_job_claim_${leaseMs}`);
+      .where(and(eq(builds.id, sql.placeholder('build')), inArray(builds.status, ['queued', 'running'])))
+      .returning(startedBuildColumns)
+      .prepare('usine_job_start_build');
+  }
+
+  /**
+   * PostgreSQL: the claim and its build's start in ONE statement (one round trip instead of two), when the build's
+   * row can be locked at once: the build's part locks it with `FOR UPDATE SKIP LOCKED`, so the statement still waits
+   * on nothing (no lock-order cycle with the transactions that lock a build and then its jobs); when another
+   * transaction holds the build (a sibling job finishing, a cancel), it is skipped, its columns come back null, and
+   * claimNext starts the build with the separate statement, after the claim committed, as before. The claim line is
+   * written as prefixLines writes it: one line (job names and owners have no control characters), `[name] ` before
+   * it. The build's `started_at` is the job's (the claim's RETURNING: the other statement's subquery would read the
+   * job as it was before this statement).
+   */
+  const claimAndStartStatements = new Map<number, ReturnType<typeof prepareClaimAndStart>>();
+  function prepareClaimAndStart(leaseMs: number) {
+    const owner = sql.placeholder('owner');
+    const claimed = db.$with('claimed').as(claimUpdate(leaseMs).returning({ ...jobColumns, claims: jobs.claims }));
+    // The claimed job's values as scalar subqueries of the (one-row) CTE, not a join with it: the build's row is then
+    // found by `id = (uncorrelated subquery)`, an index lookup whatever the planner thinks of the table. (Joined,
+    // with statistics still from an almost empty table, PostgreSQL hashed a sequential scan of builds on every claim.)
+    const ofClaimed = (column: SQL.Aliased | typeof claimed.name | typeof claimed.build_id | typeof claimed.attempt | typeof claimed.claims | typeof claimed.started_at) =>
+      sql`(select ${column} from ${claimed})`;
+    const lockable = alias(builds, 'lockable');
+    const lockedBuild = db
+      .select({ id: lockable.id })
+      .from(lockable)
+      .where(and(eq(lockable.id, ofClaimed(claimed.build_id)), inArray(lockable.status, ['queued', 'running'])))
+      .for('update', { skipLocked: true });
+    const name = ofClaimed(claimed.name);
+    const claimLine: SQL = sql`'[' || ${name} || '] [usine] Job ' || ${name} || ' (attempt ' || ${ofClaimed(claimed.attempt)} || ') picked up by ' || ${owner} || ', claim ' || ${ofClaimed(claimed.claims)} || ${'\n'}`;
+    const started = db.$with('started').as(
+      db
+        .update(builds)
+        .set({
+          status: 'running',
+          started_at: sql`coalesce(${builds.started_at}, ${ofClaimed(claimed.started_at)})`,
+          logs: sql`${builds.logs} || ${startLine} || ${claimLine}`,
+        })
+        .where(eq(builds.id, sql`(${lockedBuild})`))
+        .returning(startedBuildColumns),
+    );
+    return db
+      .with(claimed, started)
+      .select({
+        job: {
+          id: claimed.id,
+          build_id: claimed.build_id,
+          position: claimed.position,
+          name: claimed.name,
+          stage: claimed.stage,
+          needs: claimed.needs,
+          when: claimed.when,
+          allow_failure: claimed.allow_failure,
+          spec: claimed.spec,
+          status: claimed.status,
+          attempt: claimed.attempt,
+          retry_of: claimed.retry_of,
+          retried: claimed.retried,
+          worker: claimed.worker,
+          duration_s: claimed.duration_s,
+          created_at: claimed.created_at,
+          started_at: claimed.started_at,
+          finished_at: claimed.finished_at,
+          claims: claimed.claims,
+        },
+        build: {
+          number: started.number,
+          branch: started.branch,
+          commit_sha: started.commit_sha,
+          triggered_by: started.triggered_by,
+          retry_of: started.retry_of,
+          created_at: started.created_at,
+          started_at: started.started_at,
+          project_id: started.project_id,
+          project_name: started.project_name,
+          project_repo: started.project_repo,
+        },
+      })
+      .from(claimed)
+      .leftJoin(started, sql`true`)
+      .prepare(`usine_job_claim_start_${leaseMs}`);
   }
   const heldBy = (id: number, owner: string) => and(eq(jobs.id, id), eq(jobs.lease_owner, owner), eq(jobs.status, 'running'));
 
@@ -200,7 +413,7 @@ export function createJobsRepository(database: Database) {
      * Writes a build's jobs from its resolved pipeline, in pipeline order, each in its first status (jobs without
      * needs are queued at once): one INSERT, as a step of a larger transaction (the build's creation).
      */
-    *planSteps(tx: AppDb, buildId: number, resolved: readonly JobPlan[]): Script<number> {
+    *planSteps(tx: AppDb, buildId: number, resolved: readonly JobPlan[]): Generator<Query<unknown>, number, unknown> {
       const first = new Map(initialStatuses(resolved).map((change) => [change.name, change.to]));
       const rows = yield* step(
         tx
@@ -250,21 +463,45 @@ export function createJobsRepository(database: Database) {
 
     /**
      * Takes the oldest queued job for `owner`, in one statement (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent
-     * workers each get a different job, parallel jobs of one build included), then marks its build running if it was
-     * still queued (a separate statement: a crash in between leaves a queued build with a running job, which the next
-     * change of that build's jobs puts right).
+     * workers each get a different job, parallel jobs of one build included), then marks its build running and logs
+     * the claim in the build's log too (a separate statement: a crash in between leaves a queued build with a running
+     * job, which the next change of that build's jobs puts right).
      */
     async claimNext(owner: string, leaseMs: number) {
       let statement = claimStatements.get(leaseMs);
       if (!statement) claimStatements.set(leaseMs, (statement = prepareClaim(leaseMs)));
-      const job = (await statement.execute({ owner }))[0];
-      if (!job) return undefined;
-      const started = await db
-        .update(builds)
-        .set({ status: 'running', started_at: sql`coalesce(${builds.started_at}, ${database.now()})` })
-        .where(and(eq(builds.id, job.build_id), eq(builds.status, 'queued')))
-        .returning({ id: builds.id });
-      return { job, build_started: started.length > 0 };
+      const start = (startBuild ??= prepareStartBuild());
+      const startValues = (job: { id: number; build_id: number; name: string; attempt: number; claims: number }) => ({
+        build: job.build_id,
+        job: job.id,
+        line: prefixLines(job.name, `[usine] Job ${job.name} (attempt ${job.attempt}) picked up by ${owner}, claim ${job.claims}\n`),
+      });
+      if (dialect === 'sqlite') {
+        // On SQLite both statements run in one transaction: one commit (a write to the WAL) instead of two, and no
+        // crash in between. Nothing else runs meanwhile anyway (one connection, synchronous).
+        const claim = statement;
+        return database.transaction(function* () {
+          const [job] = yield* step(sqliteStep<Awaited<ReturnType<typeof claim.execute>>>(claim as unknown as SqlitePrepared, { owner }));
+          if (!job) return undefined;
+          const [build] = yield* step(sqliteStep<Awaited<ReturnType<typeof start.execute>>>(start as unknown as SqlitePrepared, startValues(job)));
+          return build ? { job, build } : undefined;
+        });
+      }
+      let claimAndStart = claimAndStartStatements.get(leaseMs);
+      if (!claimAndStart) claimAndStartStatements.set(leaseMs, (claimAndStart = prepareClaimAndStart(leaseMs)));
+      const claimed = (await claimAndStart.execute({ owner }))[0];
+      if (!claimed) return undefined;
+      const { job } = claimed;
+      if (claimed.build !== null && claimed.build.number !== null) return { job, build: claimed.build };
+      const [build] = await start.execute(startValues(job));
+      // No build to run it for (canceled in between, whose transaction cancels this job too): nothing to play.
+      return build ? { job, build } : undefined;
+    },
+
+    /** The build's log as written so far (what its artifact's `build.log` holds). */
+    async buildLog(buildId: number): Promise<string> {
+      const rows = await db.select({ logs: builds.logs }).from(builds).where(eq(builds.id, buildId));
+      return rows[0]?.logs ?? '';
     },
 
     /** Extends `owner`'s lease; false when the job is no longer running under it (canceled, taken over). */
@@ -281,14 +518,32 @@ export function createJobsRepository(database: Database) {
      * Appends whole lines to a job's log and, prefixed with its name, to its build's: both or neither, and only while
      * `owner` holds the job. False when it does not (nothing written).
      */
-    appendLog(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<boolean> {
-      return database.transaction(function* (tx) {
-          yield* lockBuild(tx, job.build_id);
-          const held = yield* step(tx.update(jobs).set({ logs: sql`${jobs.logs} || ${text}` }).where(heldBy(job.id, owner)).returning({ id: jobs.id }));
-          if (held.length === 0) return false;
-          yield* step(tx.update(builds).set({ logs: sql`${builds.logs} || ${prefixLines(job.name, text)}` }).where(eq(builds.id, job.build_id)).returning({ id: builds.id }));
+    async appendLog(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<boolean> {
+      try {
+        return await database.transaction(function* (tx) {
+          // The build's row is locked by its own log's write, and the job's write goes with it (one round trip on
+          // PostgreSQL instead of three); a job no longer held rolls both back.
+          const [locked, held] = yield* steps(
+            lockBuildAppending(tx, job.build_id, prefixLines(job.name, text)),
+            cached(
+              tx,
+              'usine_job_append_log',
+              (on) =>
+                on
+                  .update(jobs)
+                  .set({ logs: sql`${jobs.logs} || ${textParam}` })
+                  .where(and(eq(jobs.id, idParam), eq(jobs.lease_owner, ownerParam), eq(jobs.status, 'running')))
+                  .returning({ id: jobs.id }),
+              { id: job.id, owner, text },
+            ),
+          );
+          if (locked.length === 0 || held.length === 0) throw new NotHeld();
           return true;
         });
+      } catch (error) {
+        if (error instanceof NotHeld) return false;
+        throw error;
+      }
     },
 
     /**
@@ -301,19 +556,65 @@ export function createJobsRepository(database: Database) {
       owner: string,
       outcome: { status: 'success' | 'fail'; duration_s: number; text: string },
     ): Promise<Settled | undefined> {
-      return database.transaction(function* (tx) {
-        const build = yield* lockBuild(tx, job.build_id);
-        if (!build) return undefined;
-        const finished = yield* step(
-          tx
-            .update(jobs)
-            .set({ status: outcome.status, duration_s: outcome.duration_s, logs: sql`${jobs.logs} || ${outcome.text}`, finished_at: now(), ...releaseLease })
-            .where(heldBy(job.id, owner))
-            .returning({ id: jobs.id }),
-        );
-        if (finished.length === 0) return undefined;
-        yield* step(tx.update(builds).set({ logs: sql`${builds.logs} || ${prefixLines(job.name, outcome.text)}` }).where(eq(builds.id, job.build_id)).returning({ id: builds.id }));
-        return yield* settle(tx, job.build_id, build, [{ name: job.name, from: 'running', to: outcome.status }]);
+      const finishJob = (on: AppDb) =>
+        on
+          .update(jobs)
+          .set({
+            status: outcome.status,
+            duration_s: sql`${sql.placeholder('duration')}`,
+            logs: sql`${jobs.logs} || ${textParam}`,
+            finished_at: now(),
+            ...releaseLease,
+          })
+          .where(and(eq(jobs.id, idParam), eq(jobs.lease_owner, ownerParam), eq(jobs.status, 'running')))
+          .returning({ id: jobs.id });
+      const values = { id: job.id, owner, duration: outcome.duration_s, text: outcome.text };
+      const finishing = database.transaction(function* (tx) {
+        // The statements go together (src/db/transaction.ts's `steps`): on PostgreSQL BEGIN, two statements, the
+        // writes settle makes, COMMIT: four round trips where one statement at a time took eight. The order is the
+        // same as one at a time: the build's row is locked first (by its log's write), then the job is finished if
+        // still held, and the build's current jobs are read (each statement of a connection runs after the one
+        // before it, and reads what committed before it started: under the lock). A job no longer held rolls the
+        // log's write back: nothing written, as before.
+        let locked: { status: BuildStatusValue; started_at: Date | null }[];
+        let rows: JobRows;
+        if (dialect === 'pg') {
+          // One statement finishes the job and reads the build's jobs (a data-modifying WITH; its SELECT sees the
+          // jobs as they were when the statement started, so this job's new status and duration are put in here).
+          const finished = tx.$with('finished').as(finishJob(tx));
+          const read = tx
+            .with(finished)
+            .select({ ...stateColumns, finished: sql<number>`(select count(*) from ${finished})`.mapWith(Number) })
+            .from(jobs)
+            .where(current(job.build_id))
+            .orderBy(asc(jobs.position));
+          // (The job's write has placeholders: the statement runs with their values.)
+          const [lockedRows, readRows] = yield* steps(
+            lockBuildAppending(tx, job.build_id, prefixLines(job.name, outcome.text)),
+            read.prepare('usine_job_finish_read').execute(values),
+          );
+          if (!readRows.some((row) => row.finished > 0)) throw new NotHeld();
+          locked = lockedRows;
+          rows = readRows.map(({ finished: _finished, ...row }) => (row.id === job.id ? { ...row, status: outcome.status, duration_s: outcome.duration_s } : row));
+        } else {
+          const [lockedRows, finished, readRows] = yield* steps(
+            lockBuildAppending(tx, job.build_id, prefixLines(job.name, outcome.text)),
+            cached(tx, `usine_job_finish_${outcome.status}`, finishJob, values),
+            cached(tx, 'usine_job_current', (on) => on.select(stateColumns).from(jobs).where(and(eq(jobs.build_id, idParam), eq(jobs.retried, false))).orderBy(asc(jobs.position)), {
+              id: job.build_id,
+            }),
+          );
+          if (finished.length === 0) throw new NotHeld();
+          locked = lockedRows;
+          rows = readRows;
+        }
+        const build = locked[0];
+        if (!build) throw new NotHeld();
+        return yield* settle(tx, job.build_id, build, [{ name: job.name, from: 'running', to: outcome.status }], rows);
+      });
+      return finishing.catch((error: unknown) => {
+        if (error instanceof NotHeld) return undefined;
+        throw error;
       });
     },
 
@@ -326,12 +627,16 @@ export function createJobsRepository(database: Database) {
       return database.transaction(function* (tx) {
         const build = yield* lockBuild(tx, buildId);
         if (!build || (build.status !== 'queued' && build.status !== 'running')) return undefined;
-        const rows = yield* currentJobs(tx, buildId);
+        const rows = yield* lockedCurrentJobs(tx, buildId);
         const changes = cancelBuildChanges(rows);
         const stopped = yield* cancelRunning(tx, buildId, changes, timeScale);
         yield* applyChanges(tx, buildId, changes.filter((change) => change.from !== 'running'));
         const after = new Map(changes.map((change) => [change.name, change.to]));
-        const duration = criticalPathSeconds(rows.map((row) => ({ ...row, status: after.get(row.name) ?? row.status })).filter((job) => job.status !== 'skipped'));
+        // The jobs it stopped count with what they ran.
+        const ran = new Map(stopped.map((job) => [job.name, job.duration_s]));
+        const duration = criticalPathSeconds(
+          rows.map((row) => ({ ...row, status: after.get(row.name) ?? row.status, duration_s: ran.has(row.name) ? (ran.get(row.name) ?? null) : row.duration_s })).filter((job) => job.status !== 'skipped'),
+        );
         yield* step(
           tx
             .update(builds)
@@ -339,7 +644,7 @@ export function createJobsRepository(database: Database) {
             .where(eq(builds.id, buildId))
             .returning({ id: builds.id }),
         );
-        return { build_id: buildId, status: 'canceled' as const, build_changed: true, warning: false, changes, stopped };
+        return { build_id: buildId, status: 'canceled' as const, build_changed: true, warning: false, changes, stopped: stopped.map((job) => job.id) };
       });
     },
 
@@ -349,9 +654,14 @@ export function createJobsRepository(database: Database) {
         const changes = cancelJobChanges(rows, job.name);
         if (!changes) return { outcome: 'conflict', status: job.status };
         const stopped = yield* cancelRunning(tx, job.build_id, changes, timeScale, text);
+        // Who canceled it goes to its log (cancelRunning wrote it already if it was running) and to the build's.
+        if (!stopped.some((row) => row.id === job.id)) {
+          yield* step(tx.update(jobs).set({ logs: sql`${jobs.logs} || ${text}` }).where(eq(jobs.id, job.id)).returning({ id: jobs.id }));
+        }
+        yield* appendToBuildLog(tx, job.build_id, job.name, text);
         yield* applyChanges(tx, job.build_id, changes.filter((change) => change.from !== 'running'));
         const settled = yield* settle(tx, job.build_id, build, changes);
-        return { outcome: 'done', job_id: job.id, settled: { ...settled, stopped } };
+        return { outcome: 'done', job_id: job.id, settled: { ...settled, stopped: stopped.map((row) => row.id) } };
       });
     },
 
@@ -403,7 +713,7 @@ export function createJobsRepository(database: Database) {
     /**
      * Hands a running job back to the queue (shutdown): its claim does not count. False when `owner` no longer held it.
      */
-    release(job: { id: number; build_id: number }, owner: string, text: string): Promise<boolean> {
+    release(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<boolean> {
       return database.transaction(function* (tx) {
         yield* lockBuild(tx, job.build_id);
         const rows = yield* step(
@@ -413,7 +723,9 @@ export function createJobsRepository(database: Database) {
             .where(heldBy(job.id, owner))
             .returning({ id: jobs.id }),
         );
-        return rows.length > 0;
+        if (rows.length === 0) return false;
+        yield* appendToBuildLog(tx, job.build_id, job.name, text);
+        return true;
       });
     },
 
@@ -423,45 +735,41 @@ export function createJobsRepository(database: Database) {
      */
     async recoverExpired(maxAttempts: number, limit = 100): Promise<{ requeued: number[]; failed: Settled[] }> {
       const expired = await db
-        .select({ id: jobs.id, build_id: jobs.build_id })
+        .select({ id: jobs.id, build_id: jobs.build_id, name: jobs.name, owner: jobs.lease_owner, claims: jobs.claims })
         .from(jobs)
-        .where(and(eq(jobs.status, 'running'), lt(jobs.lease_expires_at, sql`${database.now()}`)))
+        .where(and(statusIs('running'), lt(jobs.lease_expires_at, sql`${database.now()}`)))
         .orderBy(asc(jobs.lease_expires_at))
         .limit(limit);
       const requeued: number[] = [];
       const failed: Settled[] = [];
-      for (const { id, build_id } of expired) {
+      for (const { id, build_id, name, owner, claims } of expired) {
         const result = await database.transaction(function* (tx) {
           const build = yield* lockBuild(tx, build_id);
           if (!build) return undefined;
-          const stillExpired = and(eq(jobs.id, id), eq(jobs.status, 'running'), lt(jobs.lease_expires_at, sql`${database.now()}`));
-          const owner = sql`coalesce(${jobs.lease_owner}, 'unknown')`;
-          const gaveUp = yield* step(
-            tx
-              .update(jobs)
-              .set({
-                status: 'fail',
-                finished_at: now(),
-                logs: sql`${jobs.logs} || '[usine] Worker ' || ${owner} || ' stopped renewing its lease, and this job has been claimed ' || ${jobs.claims} || ' times: giving up, the job fails.' || ${'\n'}`,
-                ...releaseLease,
-              })
-              .where(and(stillExpired, sql`${jobs.claims} >= ${maxAttempts}`))
-              .returning({ name: jobs.name }),
+          // Still running under the lease read above, and still expired: nobody renewed, finished or took it over.
+          const stillExpired = and(
+            eq(jobs.id, id),
+            eq(jobs.status, 'running'),
+            owner === null ? sql`${jobs.lease_owner} is null` : eq(jobs.lease_owner, owner),
+            lt(jobs.lease_expires_at, sql`${database.now()}`),
           );
-          const name = gaveUp[0]?.name;
-          if (name !== undefined) return { failed: yield* settle(tx, build_id, build, [{ name, from: 'running', to: 'fail' }]) };
+          const worker = `[usine] Worker ${owner ?? 'unknown'} stopped renewing its lease`;
+          if (claims >= maxAttempts) {
+            const text = `${worker}, and this job has been claimed ${claims} times: giving up, the job fails.\n`;
+            const gaveUp = yield* step(
+              tx.update(jobs).set({ status: 'fail', finished_at: now(), logs: sql`${jobs.logs} || ${text}`, ...releaseLease }).where(stillExpired).returning({ id: jobs.id }),
+            );
+            if (gaveUp.length === 0) return undefined;
+            yield* appendToBuildLog(tx, build_id, name, text);
+            return { failed: yield* settle(tx, build_id, build, [{ name, from: 'running', to: 'fail' }]) };
+          }
+          const text = `${worker}: the job is queued again for another worker to take over.\n`;
           const back = yield* step(
-            tx
-              .update(jobs)
-              .set({
-                status: 'queued',
-                logs: sql`${jobs.logs} || '[usine] Worker ' || ${owner} || ' stopped renewing its lease: the job is queued again for another worker to take over.' || ${'\n'}`,
-                ...releaseLease,
-              })
-              .where(stillExpired)
-              .returning({ id: jobs.id }),
+            tx.update(jobs).set({ status: 'queued', logs: sql`${jobs.logs} || ${text}`, ...releaseLease }).where(stillExpired).returning({ id: jobs.id }),
           );
-          return back.length > 0 ? { requeued: id } : undefined;
+          if (back.length === 0) return undefined;
+          yield* appendToBuildLog(tx, build_id, name, text);
+          return { requeued: id };
         });
         if (result?.failed) failed.push(result.failed);
         if (result?.requeued !== undefined) requeued.push(result.requeued);
@@ -469,24 +777,58 @@ export function createJobsRepository(database: Database) {
       return { requeued, failed };
     },
 
+    /**
+     * Plans `plans` (the default pipeline) into queued or running builds that have no jobs: builds triggered before
+     * builds ran as jobs, left in the database by an earlier version. Each is planned under its row's lock, only if it
+     * still has no jobs (replicas starting together plan it once), goes back to `queued` (an earlier version's run of
+     * it is over: its process is gone) and says so in its log. Returns their ids.
+     */
+    async adoptJobless(plans: readonly JobPlan[]): Promise<number[]> {
+      const adopted: number[] = [];
+      const planSteps = this.planSteps.bind(this);
+      for (;;) {
+        const batch = await db
+          .select({ id: builds.id })
+          .from(builds)
+          .where(and(inArray(builds.status, ['queued', 'running']), sql`not exists (select 1 from ${jobs} where ${qualified(jobs.build_id)} = ${qualified(builds.id)})`))
+          .orderBy(asc(builds.id))
+          .limit(100);
+        if (batch.length === 0) return adopted;
+        for (const { id } of batch) {
+          const planned = await database.transaction(function* (tx) {
+            const build = yield* lockBuild(tx, id);
+            if (!build || (build.status !== 'queued' && build.status !== 'running')) return false;
+            const existing = yield* step(tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.build_id, id)).limit(1));
+            if (existing.length > 0) return false;
+            yield* planSteps(tx, id, plans);
+            const line = "[usine] This build was queued before builds ran as jobs: it runs the default pipeline's jobs.\n";
+            yield* step(tx.update(builds).set({ status: 'queued', started_at: null, logs: sql`${builds.logs} || ${line}`, ...releaseLease }).where(eq(builds.id, id)).returning({ id: builds.id }));
+            return true;
+          });
+          // Planned here or by another replica meanwhile: either way it has jobs now, and the next batch moves on.
+          if (planned) adopted.push(id);
+        }
+      }
+    },
+
     /** Jobs waiting and running, across builds: two counts the partial indexes on status answer. */
     async countActive(): Promise<{ queued: number; running: number }> {
       const [queued, running] = await Promise.all(
-        (['queued', 'running'] as const).map((status) => db.select({ total: sql<number>`count(*)`.mapWith(Number) }).from(jobs).where(eq(jobs.status, status))),
+        (['queued', 'running'] as const).map((status) => db.select({ total: sql<number>`count(*)`.mapWith(Number) }).from(jobs).where(statusIs(status))),
       );
       return { queued: queued?.[0]?.total ?? 0, running: running?.[0]?.total ?? 0 };
     },
 
-    /** Jobs in each status, current attempts only: every status present, zero included. */
+    /**
+     * Jobs in each status, current attempts only: every status present, zero included. Read from job_status_count,
+     * which triggers keep (migration 0012; not in the Drizzle schema, as build_status_count is not): the sum over its
+     * slots, a few rows whatever the number of jobs, never a count over jobs.
+     */
     async countByStatus(): Promise<Record<JobStatus, number>> {
-      const rows = await db
-        .select({ status: jobs.status, total: sql<number>`count(*)`.mapWith(Number) })
-        .from(jobs)
-        .where(eq(jobs.retried, false))
-        .groupBy(jobs.status);
-      const counts = Object.fromEntries(['created', 'queued', 'running', 'success', 'fail', 'canceled', 'skipped', 'manual'].map((status) => [status, 0])) as Record<JobStatus, number>;
-      for (const row of rows) counts[row.status] = row.total;
-      return counts;
+      const statuses = ['created', 'queued', 'running', 'success', 'fail', 'canceled', 'skipped', 'manual'] as const satisfies readonly JobStatus[];
+      const total = (status: JobStatus) => sql<number>`cast(coalesce(sum(${sql.identifier(status)}), 0) as integer)`.mapWith(Number);
+      const rows = await db.select(Object.fromEntries(statuses.map((status) => [status, total(status)]))).from(sql`job_status_count`);
+      return Object.fromEntries(statuses.map((status) => [status, rows[0]?.[status] ?? 0])) as Record<JobStatus, number>;
     },
   };
 
@@ -494,7 +836,14 @@ export function createJobsRepository(database: Database) {
    * Running jobs being canceled: the lease released, `duration_s` what they ran in simulated seconds (the database's
    * time since `started_at` over the time scale; 0 at scale 0), a log line. Their workers see the status and stop.
    */
-  function* cancelRunning(tx: AppDb, buildId: number, changes: readonly JobChange[], timeScale: number, text = ''): Script<number[]> {
+  /** Cancels the running jobs among `changes`, each with what it ran (simulated seconds) as its duration. */
+  function* cancelRunning(
+    tx: AppDb,
+    buildId: number,
+    changes: readonly JobChange[],
+    timeScale: number,
+    text = '',
+  ): Script<{ id: number; name: string; duration_s: number | null }[]> {
     const names = changes.filter((change) => change.from === 'running').map((change) => change.name);
     if (names.length === 0) return [];
     const ran =
@@ -508,9 +857,9 @@ export function createJobsRepository(database: Database) {
         .update(jobs)
         .set({ status: 'canceled', duration_s: ran, finished_at: now(), logs: sql`${jobs.logs} || ${text}`, ...releaseLease })
         .where(and(current(buildId), eq(jobs.status, 'running'), inArray(jobs.name, names)))
-        .returning({ id: jobs.id }),
+        .returning({ id: jobs.id, name: jobs.name, duration_s: jobs.duration_s }),
     );
-    return rows.map((row) => row.id);
+    return rows;
   }
 
   /** Reads a job and its build under the build's lock, then lets `act` decide; not_found when either is gone. */
@@ -528,12 +877,13 @@ export function createJobsRepository(database: Database) {
       if (!found) return { outcome: 'not_found' };
       const build = yield* lockBuild(tx, found.build_id);
       if (!build) return { outcome: 'not_found' };
-      // Read again under the lock: the status the decision is made on is the one the writes will find.
+      // The build's jobs locked first (a claim may be taking one), then the job read again: the status the decision
+      // is made on is the one the writes will find.
+      const rows = yield* lockedCurrentJobs(tx, found.build_id);
       const job = (yield* step(tx.select({ id: jobs.id, build_id: jobs.build_id, name: jobs.name, status: jobs.status, retried: jobs.retried }).from(jobs).where(eq(jobs.id, jobId))))[0];
       if (!job) return { outcome: 'not_found' };
       // An older attempt is history: only the current one can be acted on.
       if (job.retried) return { outcome: 'conflict', status: job.status };
-      const rows = yield* currentJobs(tx, found.build_id);
       return yield* act(tx, job, rows, build);
     });
   }
@@ -553,4 +903,7 @@ function mergeChanges(earlier: readonly JobChange[], later: readonly JobChange[]
 export type JobsRepository = ReturnType<typeof createJobsRepository>;
 export type JobRow = NonNullable<Awaited<ReturnType<JobsRepository['findById']>>>;
 /** A job as claimed by a worker, with what its run needs of its build and project (null if they are gone). */
-export type ClaimedJob = NonNullable<Awaited<ReturnType<JobsRepository['claimNext']>>>['job'];
+type Claimed = NonNullable<Awaited<ReturnType<JobsRepository['claimNext']>>>;
+export type ClaimedJob = Claimed['job'];
+/** What a claimed job's run needs of its build and project. */
+export type ClaimedBuild = Claimed['build'];

@@ -35,24 +35,26 @@ export const Build = Type.Object(
     }),
     duration_s: Type.Union([Type.Number(), Type.Null()], {
       description:
-        'What the build ran, in simulated seconds (wall time ÷ BUILD_TIME_SCALE): the whole pipeline (2–10) on success, ' +
-        'up to the end of the failing step on failure, up to the cancel for a build canceled while running. Null while ' +
-        'queued or running, for a build canceled before it started, and for one failed because its worker stopped',
+        'What the build ran, in simulated seconds: the longest chain of its jobs, each lasting what it ran (the default ' +
+        'pipeline: 2–10 on success, up to the end of the failing job on failure; a build canceled while running counts ' +
+        'its jobs up to the cancel). Null while queued or running, and for a build canceled before it started',
       examples: [4.37],
     }),
     logs: Type.String({
       description:
-        'The log so far, whole lines: which worker picked the build up, then each step (checkout, install, test, ' +
-        'package) with its simulated time, and a last `Build finished: <status> in <s> s`. Empty while queued. ' +
-        '`GET /builds/{id}/logs` serves it as text or as a live stream.',
+        "The log so far, whole lines: the build's own (`[usine] Build #n … started`, a cancel) and every line of its " +
+        'jobs as they are written, each prefixed with `[<job name>] ` — which worker picked the job up, its steps with ' +
+        'their simulated time in the job, its end — and a last `Build finished: <status> in <s> s`. Empty while queued. ' +
+        '`GET /builds/{id}/logs` serves it as text or as a live stream; `GET /jobs/{id}/logs` one job\'s.',
       examples: [
-        '[usine] Build #1 of DemoProj (main @ 3f78685) picked up by api-0:1:a1b2c3/w1, attempt 1\n' +
-          '[00:00.000] ==> Step checkout\n[00:00.020] $ git clone --branch main https://github.com/demo/repo DemoProj\n' +
-          '…\nBuild finished: success in 4.37 s\n',
+        '[usine] Build #1 of DemoProj (main @ 3f78685) started\n' +
+          '[checkout] [usine] Job checkout (attempt 1) picked up by api-0:1:a1b2c3/w1, claim 1\n' +
+          '[checkout] [00:00.000] ==> Step checkout\n[checkout] [00:00.020] $ git clone --branch main https://github.com/demo/repo DemoProj\n' +
+          '…\n[package] Job succeeded in 0.61 s\nBuild finished: success in 4.37 s\n',
       ],
     }),
     created_at: Timestamp('When the build was triggered'),
-    started_at: NullableTimestamp('When a worker started running the build (the latest run, after a take-over)'),
+    started_at: NullableTimestamp('When its first job started'),
     finished_at: NullableTimestamp('When the build reached a terminal status'),
   },
   { $id: 'Build', title: 'Build', description: 'One simulated CI run of a project' },

@@ -39,7 +39,7 @@ export const ServiceStatus = Type.Object(
         ),
         Type.Null(),
       ],
-      { description: 'Job queue figures (PIPELINE_ENGINE=jobs; zero with `builds`), null when the database does not answer' },
+      { description: 'Job queue figures, null when the database does not answer' },
     ),
     workers: Type.Object(
       {

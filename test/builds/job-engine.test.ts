@@ -5,7 +5,7 @@ import { injectAs, testDb, uniqueName, useTestApp, waitForBuild } from '../helpe
 import { openEventStream } from '../sse-client.js';
 
 /**
- * The job engine (PIPELINE_ENGINE=jobs) through HTTP: builds run their project's pipeline as jobs, claimed by the
+ * The job engine through HTTP: builds run their project's pipeline as jobs, claimed by the
  * workers, released as their needs finish, in parallel where the graph allows; cancel reaches running jobs; a build
  * keeps the jobs it was triggered with.
  */
@@ -41,7 +41,7 @@ const jobsOf = async (app: FastifyInstance, buildId: number) => (await app.jobsR
 const statusesOf = async (app: FastifyInstance, buildId: number) => Object.fromEntries((await jobsOf(app, buildId)).map((job) => [job.name, job.status]));
 
 describe(`job engine: builds run their pipeline as jobs (${testDb})`, () => {
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_CONCURRENCY: '4', BUILD_FAIL_RATE: '0', BUILD_SEED: 'jobs' });
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '4', BUILD_FAIL_RATE: '0', BUILD_SEED: 'jobs' });
 
   it('runs the default pipeline as four jobs, one per stage, and keeps the build log, duration and artifact of a build', async () => {
     const projectId = await projectWith(ctx.app, ctx.adminToken);
@@ -123,7 +123,7 @@ describe(`job engine: builds run their pipeline as jobs (${testDb})`, () => {
 
 describe(`job engine: parallel jobs and cancel, in (scaled) time (${testDb})`, () => {
   // 0.05: a simulated second lasts 50 ms.
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_CONCURRENCY: '3', BUILD_FAIL_RATE: '0', BUILD_TIME_SCALE: '0.05' });
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '3', BUILD_FAIL_RATE: '0', BUILD_TIME_SCALE: '0.05' });
 
   it('runs the copies of a parallel job at the same time, on different workers', async () => {
     const projectId = await projectWith(ctx.app, ctx.adminToken, {
@@ -178,8 +178,8 @@ describe(`job engine: parallel jobs and cancel, in (scaled) time (${testDb})`, (
     expect(await statusesOf(ctx.app, id)).toEqual({ slow: 'canceled', after: 'skipped' });
     // The worker let go of it: all three workers are free again.
     const deadline = Date.now() + 2000;
-    while (ctx.app.buildWorkers.busy > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(ctx.app.buildWorkers.busy).toBe(0);
+    while (ctx.app.jobEngine.busy > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(ctx.app.jobEngine.busy).toBe(0);
     const build = await waitForBuild<BuildJson>(ctx.app, ctx.adminToken, id);
     expect(build.logs).toContain('[usine] Build canceled by admin');
     expect(build.logs).not.toContain('Job succeeded');
@@ -190,7 +190,7 @@ describe(`job engine: parallel jobs and cancel, in (scaled) time (${testDb})`, (
 
 describe(`job engine: a build keeps the jobs it was triggered with (${testDb})`, () => {
   // No workers: builds stay queued while the pipeline changes under them.
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_CONCURRENCY: '0' });
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
 
   it('plans its jobs at trigger time; editing the pipeline later changes neither it nor its retry', async () => {
     const first: PipelineDefinition = { stages: ['build'], jobs: { old: { stage: 'build' } } };

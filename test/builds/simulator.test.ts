@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  finishedLine,
-  formatLine,
-  MAX_DURATION_S,
-  MIN_DURATION_S,
-  planRun,
-  randomForRun,
-  seededRandom,
-  STEPS,
-  type RunPlan,
-  type RunSubject,
-} from '../../src/builds/simulator.js';
+import { formatLine, MAX_DURATION_S, MIN_DURATION_S, seededRandom, STEPS, type RunSubject } from '../../src/builds/simulator.js';
+import { planDefaultBuild, type DefaultBuildPlan } from './default-run.js';
 
 const SHA = '3f786850e387550fdab836ed7e6dc881de23001b';
 
@@ -21,9 +11,9 @@ function subject(number = 1, branch = 'main'): RunSubject {
   };
 }
 
-/** Many plans from distinct seeds: deterministic, so a failure here reproduces. */
-function plans(count: number, failRate: number, prefix = 'plan'): RunPlan[] {
-  return Array.from({ length: count }, (_, index) => planRun(subject(index + 1), failRate, seededRandom(`${prefix}:${index}`)));
+/** Many default-pipeline builds from distinct seeds: deterministic, so a failure here reproduces. */
+function plans(count: number, failRate: number, prefix = 'plan'): DefaultBuildPlan[] {
+  return Array.from({ length: count }, (_, index) => planDefaultBuild(subject(index + 1), failRate, `${prefix}:${index}`));
 }
 
 const TEST_SUMMARY = /^Tests: (\d+) passed, (\d+) failed, (\d+) total$/;
@@ -55,21 +45,11 @@ describe('seededRandom', () => {
     for (const value of values) buckets[Math.floor(value * 10)]! += 1;
     for (const bucket of buckets) expect(bucket).toBeGreaterThan(800);
   });
-
-  it('randomForRun: seeded per seed, project and number; Math.random without a seed', () => {
-    const build = subject(3).build;
-    expect(randomForRun(undefined, build)).toBe(Math.random);
-    const first = randomForRun('s', build);
-    const again = randomForRun('s', build);
-    expect([first(), first(), first()]).toEqual([again(), again(), again()]);
-    expect(randomForRun('s', build)()).toBe(seededRandom(`s:${build.project_id}:${build.number}`)());
-    expect(randomForRun('s', build)()).not.toBe(randomForRun('s', { ...build, number: 4 })());
-    expect(randomForRun('s', build)()).not.toBe(randomForRun('t', build)());
-  });
 });
 
-describe('planRun', () => {
-  it('draws planned durations in [2, 10] s, rounded to the hundredth, over the whole range', () => {
+// The default pipeline keeps the single-script build's story: the same steps, durations, failures and counts.
+describe('a build of the default pipeline, job by job', () => {
+  it('draws planned durations in [2, 10] s in all, rounded to the hundredth, over the whole range', () => {
     const durations = plans(2000, 0.5).map((plan) => plan.planned_s);
     for (const duration of durations) {
       expect(duration).toBeGreaterThanOrEqual(MIN_DURATION_S);
@@ -78,8 +58,9 @@ describe('planRun', () => {
     }
     expect(MIN_DURATION_S).toBe(2);
     expect(MAX_DURATION_S).toBe(10);
-    expect(Math.min(...durations)).toBeLessThan(2.5);
-    expect(Math.max(...durations)).toBeGreaterThan(9.5);
+    // Four draws added up: near the ends less often than one draw over the whole range, but there.
+    expect(Math.min(...durations)).toBeLessThan(3.5);
+    expect(Math.max(...durations)).toBeGreaterThan(8.5);
   });
 
   it('schedules lines in non-decreasing order, from 0 to at most the duration', () => {
@@ -89,7 +70,7 @@ describe('planRun', () => {
       for (let index = 1; index < plan.lines.length; index++) {
         expect(plan.lines[index]!.at_s).toBeGreaterThanOrEqual(plan.lines[index - 1]!.at_s);
       }
-      // The last line falls at the end of the step that ends the run: the run's duration.
+      // The last line falls at the end of the job that ends the run: the run's duration.
       expect(plan.lines.at(-1)!.at_s).toBe(plan.duration_s);
       for (const line of plan.lines) expect(line.text).not.toContain('\n');
     }
@@ -99,7 +80,8 @@ describe('planRun', () => {
     const all = plans(2000, 0.5);
     for (const plan of all) {
       const ran = STEPS.slice(0, plan.failed_step ? STEPS.findIndex((step) => step.name === plan.failed_step) + 1 : STEPS.length);
-      expect(plan.duration_s).toBe(Math.round(ran.reduce((sum, step) => sum + plan.planned_s * step.share, 0) * 100) / 100);
+      expect(plan.jobs.map((job) => job.name)).toEqual(ran.map((step) => step.name));
+      expect(plan.duration_s).toBe(Math.round(plan.jobs.reduce((sum, job) => sum + job.plan.duration_s, 0) * 100) / 100);
       if (plan.outcome === 'success') expect(plan.duration_s).toBe(plan.planned_s);
       else expect(plan.duration_s).toBeLessThanOrEqual(plan.planned_s);
       // No line after the last step that ran.
@@ -137,7 +119,7 @@ describe('planRun', () => {
   });
 
   it('names the branch, repository and commit in the checkout', () => {
-    const plan = planRun(subject(1, 'feature/login'), 0, seededRandom('checkout'));
+    const plan = planDefaultBuild(subject(1, 'feature/login'), 0, 'checkout');
     const texts = plan.lines.map((line) => line.text);
     expect(texts).toContain('$ git clone --branch feature/login https://github.com/demo/repo DemoProj');
     expect(texts).toContain(`$ git checkout ${SHA}`);
@@ -205,15 +187,15 @@ describe('planRun', () => {
   });
 
   it('is pure: the same subject, rate and seed give the same plan', () => {
-    const a = planRun(subject(5), 0.5, seededRandom('pure'));
-    const b = planRun(subject(5), 0.5, seededRandom('pure'));
+    const a = planDefaultBuild(subject(5), 0.5, 'pure');
+    const b = planDefaultBuild(subject(5), 0.5, 'pure');
     expect(a).toEqual(b);
-    const others = Array.from({ length: 10 }, (_, index) => planRun(subject(5), 0.5, seededRandom(`other:${index}`)).duration_s);
+    const others = Array.from({ length: 10 }, (_, index) => planDefaultBuild(subject(5), 0.5, `other:${index}`).duration_s);
     expect(new Set(others).size).toBeGreaterThan(5);
   });
 });
 
-describe('formatLine and finishedLine', () => {
+describe('formatLine', () => {
   it('prefixes the simulated time as [mm:ss.SSS] and ends with a newline', () => {
     expect(formatLine({ at_s: 0, text: 'start' })).toBe('[00:00.000] start\n');
     expect(formatLine({ at_s: 1.5, text: 'x' })).toBe('[00:01.500] x\n');
@@ -223,10 +205,5 @@ describe('formatLine and finishedLine', () => {
     expect(formatLine({ at_s: 600, text: 'w' })).toBe('[10:00.000] w\n');
     // Rounded to the millisecond, never 1000 ms.
     expect(formatLine({ at_s: 1.9996, text: 'r' })).toBe('[00:02.000] r\n');
-  });
-
-  it('finishedLine states the outcome and the duration', () => {
-    expect(finishedLine('success', 4.37)).toBe('Build finished: success in 4.37 s\n');
-    expect(finishedLine('fail', 2)).toBe('Build finished: fail in 2 s\n');
   });
 });

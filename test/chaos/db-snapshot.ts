@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../../src/db/client.js';
 
-/** The tables a rejected request must leave untouched. */
-export const SNAPSHOT_TABLES = ['users', 'projects', 'builds', 'refresh_tokens', 'artifacts'] as const;
+/** The tables a rejected request must leave untouched (a build's jobs too: a refused trigger, retry or play plans none). */
+export const SNAPSHOT_TABLES = ['users', 'projects', 'builds', 'jobs', 'refresh_tokens', 'artifacts'] as const;
 export type SnapshotTable = (typeof SNAPSHOT_TABLES)[number];
 
 /** Per table: its row count and a hash of all its rows (every column), in id order. */

@@ -8,7 +8,7 @@
  *  - a status the operation documents;
  *  - for 4xx, an RFC 9457 body served as application/problem+json, whose `status` is the HTTP status and whose
  *    `error` is one of src/schemas/problem.ts's codes;
- * and a refused request (4xx) must leave the database exactly as it was (users, projects, builds, refresh_tokens,
+ * and a refused request (4xx) must leave the database exactly as it was (users, projects, builds, jobs, refresh_tokens,
  * artifacts: counts and a hash of every row). Workers are off (BUILD_CONCURRENCY=0), so nothing else moves the data.
  *
  * FUZZ_SEED replays a run; the seed is printed and recorded in test/artifacts/chaos/fuzz.<db>.json.

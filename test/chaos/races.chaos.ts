@@ -1,9 +1,13 @@
 /**
  * Races: each must settle with one clear winner and consistent data, on SQLite and on PostgreSQL.
  *  - concurrent creates of one project name: one 201, the rest 409, one row;
- *  - cancels fired at random moments at builds running at BUILD_TIME_SCALE=0: every build ends either canceled with no
- *    `Build finished` line, or success|fail with exactly one, and the cancel's answer agrees with the outcome;
- *  - a retry storm (50 concurrent retries of one finished build): distinct builds, numbers without gaps, queue cap held;
+ *  - cancels fired at random moments at builds running (one project with the default pipeline, one with parallel jobs
+ *    and needs, test/chaos/job-runs.ts): every build ends either canceled with no `Build finished` line and no job
+ *    line after its cancel line, or success|fail with exactly one, and the cancel's answer agrees with the outcome;
+ *    every job ends terminal with one completed run at most (none when canceled), never before its needs finished;
+ *    artifacts belong to successful jobs of successful builds only;
+ *  - a retry storm (50 concurrent retries of one finished build of a pipeline): distinct builds, numbers without gaps,
+ *    queue cap held, each retry planned with the original's jobs, once;
  *  - 20 concurrent refreshes with one refresh token: at most one 200, then the whole family is dead (the winner's too);
  *  - a user deleted while requests with its token are in flight: each answers as that user or 401, never 5xx; all 401
  *    after the delete.
@@ -15,6 +19,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createServer } from '../../src/server.js';
 import { bearer, createScratchDatabase, injectAs, login, testConfig, testDb, waitForBuild } from '../helper.js';
+import { CHAOS_PIPELINE_JOBS, chaosPipeline, jobRecord, jobsByBuild, terminalBuildProblems } from './job-runs.js';
 import { recordScenario } from './record.js';
 
 /** A database several apps can open in turn: a temporary SQLite file, or a scratch PostgreSQL database. */
@@ -93,6 +98,9 @@ describe(`races settle with one winner (${testDb})`, () => {
     for (const name of ['cancel-a', 'cancel-b']) {
       projects.push((await injectAs(app, admin, { method: 'POST', url: '/projects', payload: { name, repo: 'https://example.com/c.git' } })).json<{ id: number }>().id);
     }
+    // cancel-a runs the default pipeline (4 jobs in a row), cancel-b parallel jobs with needs (each failing 10 % of runs).
+    const pipeline = await injectAs(app, admin, { method: 'PUT', url: `/projects/${projects[1]}/pipeline`, payload: chaosPipeline(0.1) });
+    expect(pipeline.statusCode, pipeline.body).toBe(200);
     const BUILDS = 60;
     const ids: number[] = [];
     // All triggered at once, so a queue forms before the 3 workers: each cancel then lands on a queued, a running or a
@@ -108,17 +116,25 @@ describe(`races settle with one winner (${testDb})`, () => {
     const answers = await Promise.all(cancels);
     const outcomes: Record<string, number> = {};
     const inconsistencies: string[] = [];
+    const ended: { id: number; number: number; status: string; logs: string }[] = [];
     for (const { id, response } of answers) {
-      const build = await waitForBuild(app, admin, id, { timeoutMs: 60_000 });
+      const build = await waitForBuild<{ id: number; number: number; status: string; logs: string }>(app, admin, id, { timeoutMs: 60_000 });
+      ended.push(build);
       outcomes[build.status] = (outcomes[build.status] ?? 0) + 1;
-      const finishedLines = (build.logs.match(/Build finished/g) ?? []).length;
-      if (build.status === 'canceled' && finishedLines !== 0) inconsistencies.push(`build ${id} canceled with ${finishedLines} "Build finished" lines`);
-      if (build.status !== 'canceled' && finishedLines !== 1) inconsistencies.push(`build ${id} ${build.status} with ${finishedLines} "Build finished" lines`);
       if (response.statusCode === 200 && build.status !== 'canceled') inconsistencies.push(`cancel of ${id} answered 200 but the build ended ${build.status}`);
       if (response.statusCode === 409 && build.status === 'canceled') inconsistencies.push(`cancel of ${id} answered 409 but the build ended canceled`);
       if (![200, 409].includes(response.statusCode)) inconsistencies.push(`cancel of ${id} answered ${response.statusCode}: ${response.body.slice(0, 200)}`);
     }
-    // Artifacts belong to successful builds only: in the database, and as the API lists them.
+    // Each build's own lines (one `Build finished`, or none and nothing after the cancel line), each job's runs (its own
+    // log and the build's; a canceled one completed none), every job terminal, none started before its needs finished.
+    const { jobs } = app.database.tables;
+    const jobRows = (await app.database.db.select().from(jobs)).filter((row) => !row.retried).map((row) => jobRecord(row));
+    const jobsOf = jobsByBuild(jobRows);
+    for (const build of ended) inconsistencies.push(...terminalBuildProblems(build, jobsOf.get(build.id) ?? []));
+    const pipelineBuilds = ended.filter((build) => (jobsOf.get(build.id) ?? []).length === CHAOS_PIPELINE_JOBS.length).length;
+    // Jobs stopped mid-run by their build's cancel: the race on jobs, not only on builds.
+    const canceledRunning = jobRows.filter((job) => job.status === 'canceled' && job.started_at !== null).length;
+    // Artifacts belong to successful jobs of successful builds only: in the database, and as the API lists them.
     for (const { id } of answers) {
       const listed = await injectAs(app, admin, { method: 'GET', url: `/builds/${id}/artifacts` });
       const build = await injectAs(app, admin, { method: 'GET', url: `/builds/${id}` });
@@ -128,17 +144,21 @@ describe(`races settle with one winner (${testDb})`, () => {
       }
     }
     const { artifacts, builds } = app.database.tables;
-    const artifactRows = await app.database.db.select({ build_id: artifacts.build_id }).from(artifacts);
+    const artifactRows = await app.database.db.select({ build_id: artifacts.build_id, job_id: artifacts.job_id }).from(artifacts);
     const buildRows = await app.database.db.select({ id: builds.id, status: builds.status }).from(builds);
     for (const row of artifactRows) {
       const status = buildRows.find((b) => b.id === row.build_id)?.status;
       if (status !== 'success') inconsistencies.push(`artifact of build ${row.build_id}, which is ${status}`);
+      const job = jobRows.find((j) => j.id === row.job_id);
+      if (job?.status !== 'success') inconsistencies.push(`artifact of build ${row.build_id} stored by job ${row.job_id} (${job?.name}), which is ${job?.status}`);
     }
     recordScenario({
       scenario: `race-cancel-vs-completion-scale-${scale}`,
       db: testDb,
-      what: `${BUILDS} builds triggered at once at BUILD_TIME_SCALE=${scale} on 3 workers, each canceled 0–24 ms after its trigger answered.`,
-      happened: inconsistencies.length ? inconsistencies.slice(0, 5).join('; ') : `Every build ended one way: ${JSON.stringify(outcomes)}; cancel answers agreed with the outcome.`,
+      what: `${BUILDS} builds triggered at once at BUILD_TIME_SCALE=${scale} on 3 workers (half of them of a pipeline of 6 jobs, 3 of them parallel, with needs; half of the default 4-job one), each canceled 0–24 ms after its trigger answered.`,
+      happened: inconsistencies.length
+        ? inconsistencies.slice(0, 5).join('; ')
+        : `Every build ended one way: ${JSON.stringify(outcomes)}; cancel answers agreed with the outcome; every job terminal, run to its end once at most (${canceledRunning} stopped mid-run by a cancel), none before its needs.`,
       ok: inconsistencies.length === 0 && answers.every((a) => a.response.statusCode < 500),
       figures: {
         builds: BUILDS,
@@ -148,19 +168,25 @@ describe(`races settle with one winner (${testDb})`, () => {
         cancel_409: answers.filter((a) => a.response.statusCode === 409).length,
         inconsistencies: inconsistencies.length,
         lost: ids.length - Object.values(outcomes).reduce((a, b) => a + b, 0),
+        pipeline_builds: pipelineBuilds,
+        jobs: jobRows.length,
+        jobs_canceled_mid_run: canceledRunning,
         ...Object.fromEntries(Object.entries(outcomes).map(([status, n]) => [`ended_${status}`, n])),
       },
     });
     expect(inconsistencies).toEqual([]);
+    expect(pipelineBuilds).toBe(BUILDS / 2);
     // Both sides of the race were exercised (but see above for SQLite at scale 0).
     if (scale !== '0' || testDb === 'pg') expect(outcomes.canceled ?? 0).toBeGreaterThan(0);
   });
 
-  it('a retry storm: 50 concurrent retries of one finished build make distinct builds, gap-free numbers, queue cap held', async () => {
+  it('a retry storm: 50 concurrent retries of one finished build make distinct builds, gap-free numbers, queue cap held, each with the original\'s jobs', async () => {
     scratch = await sharedDatabase();
     const maker = await startApp(scratch.url, { BUILD_CONCURRENCY: '1', BUILD_TIME_SCALE: '0' });
     let admin = await login(maker);
     const project = (await injectAs(maker, admin, { method: 'POST', url: '/projects', payload: { name: 'storm', repo: 'https://example.com/s.git' } })).json<{ id: number }>();
+    // A pipeline of parallel jobs with needs: each retry is planned with the original's snapshot of it.
+    expect((await injectAs(maker, admin, { method: 'PUT', url: `/projects/${project.id}/pipeline`, payload: chaosPipeline() })).statusCode).toBe(200);
     const original = (await injectAs(maker, admin, { method: 'POST', url: `/projects/${project.id}/builds` })).json<{ id: number }>();
     await waitForBuild(maker, admin, original.id);
     await maker.close();
@@ -176,12 +202,22 @@ describe(`races settle with one winner (${testDb})`, () => {
     const page = (await injectAs(app, admin, { method: 'GET', url: `/projects/${project.id}/builds?per_page=100` })).json<{ items: { id: number; number: number; status: string }[]; total: number }>();
     const numbers = page.items.map((b) => b.number).sort((a, b) => a - b);
     const queued = page.items.filter((b) => b.status === 'queued').length;
+    // Each retry has the original's jobs, once each, in their first status (no worker runs them): those without
+    // needs queued, the others waiting.
+    const badPlans: string[] = [];
+    for (const build of created) {
+      const items = (await injectAs(app, admin, { method: 'GET', url: `/builds/${build.id}/jobs` })).json<{ items: { name: string; needs: string[]; status: string }[] }>().items;
+      const names = items.map((job) => job.name);
+      if (names.join('|') !== CHAOS_PIPELINE_JOBS.join('|')) badPlans.push(`build ${build.id}: jobs [${names.join(', ')}]`);
+      const wrong = items.filter((job) => job.status !== (job.needs.length === 0 ? 'queued' : 'created'));
+      if (wrong.length) badPlans.push(`build ${build.id}: ${wrong.map((job) => `${job.name} ${job.status}`).join(', ')}`);
+    }
     recordScenario({
       scenario: 'race-retry-storm',
       db: testDb,
-      what: `${STORM} concurrent POST /builds/:id/retry of one finished build, BUILD_QUEUE_LIMIT=${QUEUE_LIMIT}, no workers.`,
-      ok: fiveXx(responses) === 0 && created.length === QUEUE_LIMIT && refused.every((r) => r.statusCode === 429),
-      happened: `${created.length} retries created (distinct ids: ${new Set(created.map((b) => b.id)).size}), ${refused.length} refused (${[...new Set(refused.map((r) => r.statusCode))].join(', ')}); build numbers ${numbers[0]}–${numbers.at(-1)} for ${numbers.length} builds; ${queued} queued.`,
+      what: `${STORM} concurrent POST /builds/:id/retry of one finished build (a pipeline of ${CHAOS_PIPELINE_JOBS.length} jobs, 3 of them parallel, with needs), BUILD_QUEUE_LIMIT=${QUEUE_LIMIT}, no workers.`,
+      ok: fiveXx(responses) === 0 && created.length === QUEUE_LIMIT && refused.every((r) => r.statusCode === 429) && badPlans.length === 0,
+      happened: `${created.length} retries created (distinct ids: ${new Set(created.map((b) => b.id)).size}), ${refused.length} refused (${[...new Set(refused.map((r) => r.statusCode))].join(', ')}); build numbers ${numbers[0]}–${numbers.at(-1)} for ${numbers.length} builds; ${queued} queued; ${badPlans.length ? `retries planned wrong: ${badPlans.slice(0, 3).join('; ')}` : `each planned with the original's ${CHAOS_PIPELINE_JOBS.length} jobs`}.`,
       figures: {
         requests: STORM,
         '5xx': fiveXx(responses),
@@ -192,6 +228,7 @@ describe(`races settle with one winner (${testDb})`, () => {
         builds_total: page.total,
         queued,
         number_gaps: numbers.length ? numbers.at(-1)! - numbers.length : 0,
+        badly_planned: badPlans.length,
       },
     });
     expect(fiveXx(responses)).toBe(0);
@@ -206,6 +243,7 @@ describe(`races settle with one winner (${testDb})`, () => {
     expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, i) => i + 1));
     expect(page.total).toBe(QUEUE_LIMIT + 1);
     expect(queued).toBeLessThanOrEqual(QUEUE_LIMIT);
+    expect(badPlans).toEqual([]);
   });
 
   it('20 concurrent refreshes with one token: at most one 200, and then the whole family is revoked', async () => {

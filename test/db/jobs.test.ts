@@ -52,9 +52,9 @@ describe(`jobs repository (${testDb})`, () => {
     const created = await createBuildsRepository(database).create(
       { project_id: projectId, branch: 'main', commit_sha: SHA, triggered_by: 'admin' },
       { queueLimit: 1000, idempotencyTtlS: 60 },
+      (tx, buildId) => jobs.planSteps(tx, buildId, resolvePipeline(definition, { defaultFailRate: 0 })),
     );
     if (created.outcome !== 'created') throw new Error(created.outcome);
-    await jobs.plan(created.build.id, resolvePipeline(definition, { defaultFailRate: 0 }));
     return created.build.id;
   }
 

@@ -26,7 +26,7 @@ describe(`migration 0008 on a database that already has builds (${testDb})`, () 
     app = await createServer(testConfig(old.url, { BUILD_CONCURRENCY: '0' }), { logger: false });
     await app.ready();
     expect(await app.buildsRepository.countByStatus()).toEqual({ queued: 1, running: 0, success: 2, fail: 1, canceled: 1 });
-    expect(await app.buildsRepository.cancel(4, 'canceled by the test\n', 0)).toBeDefined();
+    expect(await app.jobEngine.cancelBuild(4, 'the test')).toBeDefined();
     expect(await app.buildsRepository.countByStatus()).toEqual({ queued: 0, running: 0, success: 2, fail: 1, canceled: 2 });
   });
 });

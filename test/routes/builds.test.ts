@@ -92,16 +92,17 @@ function expectFinished(build: BuildJson): void {
   const finished = Date.parse(build.finished_at ?? '');
   expect(created).toBeLessThanOrEqual(started);
   expect(started).toBeLessThanOrEqual(finished);
-  expect(build.logs).toMatch(/^\[\d{2}:\d{2}\.\d{3}\] ==> Step checkout$/m);
-  expect(build.logs).toMatch(/^\[\d{2}:\d{2}\.\d{3}\] \$ git clone --branch /m);
+  // Every job's lines, prefixed with its name (the default pipeline's jobs are its steps).
+  expect(build.logs).toMatch(/^\[checkout\] \[\d{2}:\d{2}\.\d{3}\] ==> Step checkout$/m);
+  expect(build.logs).toMatch(/^\[checkout\] \[\d{2}:\d{2}\.\d{3}\] \$ git clone --branch /m);
   expect(build.logs).toContain(`Build finished: ${build.status} in ${build.duration_s} s\n`);
   expect(build.logs.match(/^Build finished: /gm)).toHaveLength(1);
   expect(build.logs).not.toContain('Build simulated at');
   if (build.status === 'success') {
     for (const step of ['checkout', 'install', 'test', 'package']) expect(build.logs).toContain(`✓ Step ${step} passed`);
-    expect(build.logs).toMatch(/^\[\d{2}:\d{2}\.\d{3}\] \$ npm test$/m);
+    expect(build.logs).toMatch(/^\[test\] \[\d{2}:\d{2}\.\d{3}\] \$ npm test$/m);
   } else {
-    expect(build.logs).toMatch(/^\[\d{2}:\d{2}\.\d{3}\] ✗ Step (checkout|install|test|package) failed: /m);
+    expect(build.logs).toMatch(/^\[(checkout|install|test|package)\] \[\d{2}:\d{2}\.\d{3}\] ✗ Step \1 failed: /m);
   }
 }
 

@@ -71,8 +71,8 @@ function helpers(ctx: TestContext) {
   return { callAs, admin, listJobs, statuses, buildStatus };
 }
 
-describe(`jobs routes, PIPELINE_ENGINE=jobs (${testDb})`, () => {
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_CONCURRENCY: '0' });
+describe(`jobs routes (${testDb})`, () => {
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
   const { callAs, admin, listJobs, statuses, buildStatus } = helpers(ctx);
   let projectId: number;
   let viewerToken: string;
@@ -352,7 +352,9 @@ describe(`jobs routes, PIPELINE_ENGINE=jobs (${testDb})`, () => {
     expect(response.json<JobJson>()).toMatchObject({ status: 'canceled', worker: OWNER });
     // The worker's next write finds the job no longer its own.
     expect(await ctx.app.jobsRepository.appendLog(job, OWNER, 'still here\n')).toBe(false);
-    expect((await admin('GET', `/jobs/${compile.id}/logs`)).body).toContain('[usine] Job canceled by admin\n');
+    expect((await admin('GET', `/jobs/${compile.id}/logs`)).body).toMatch(/\[usine\] Job canceled by admin at \S+Z\n$/);
+    // The build's log has the line too, as it has every line of its jobs.
+    expect((await admin('GET', `/builds/${build.id}/logs`)).body).toMatch(/^\[compile\] \[usine\] Job canceled by admin at \S+Z$/m);
     expect(await buildStatus(build.id)).toBe('canceled');
   });
 
@@ -389,56 +391,5 @@ describe(`jobs routes, PIPELINE_ENGINE=jobs (${testDb})`, () => {
     const response = await admin('POST', `/jobs/${(jobs.compile as JobJson).id}/cancel`, { payload: { force: true } });
     expectProblem(response, 400, 'validation_error');
     expect((await admin('GET', `/jobs/${(jobs.compile as JobJson).id}`)).json<JobJson>().status).toBe('queued');
-  });
-});
-
-describe(`jobs routes, PIPELINE_ENGINE=builds (the default) (${testDb})`, () => {
-  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
-  const { admin, listJobs } = helpers(ctx);
-
-  async function queuedBuild(): Promise<BuildJson> {
-    const project = await admin('POST', '/projects', { payload: { name: uniqueName('Steps'), repo: 'https://github.com/demo/steps' } });
-    expect(project.statusCode, project.body).toBe(201);
-    const response = await admin('POST', `/projects/${project.json<{ id: number }>().id}/builds`);
-    expect(response.statusCode, response.body).toBe(201);
-    return response.json<BuildJson>();
-  }
-
-  it('lists no jobs for a build of the four-step engine, and still 404s for a missing build', async () => {
-    const build = await queuedBuild();
-    expect(build.status).toBe('queued');
-    expect(await listJobs(build.id)).toEqual([]);
-    expectProblem(await admin('GET', `/builds/${MISSING}/jobs`), 404, 'not_found');
-  });
-
-  it('answers 404 for the actions on a job that does not exist, and 409 for one left from the jobs engine', async () => {
-    for (const action of ['retry', 'cancel', 'play']) expectProblem(await admin('POST', `/jobs/${MISSING}/${action}`), 404, 'not_found');
-
-    // A job planned while the server ran PIPELINE_ENGINE=jobs: readable, but nothing here runs it.
-    const build = await queuedBuild();
-    await ctx.app.jobsRepository.plan(build.id, [
-      {
-        name: 'compile',
-        stage: 'build',
-        needs: [],
-        when: 'on_success',
-        allow_failure: false,
-        job: 'compile',
-        script: ['make'],
-        duration_s: [1, 2],
-        fail_rate: 0,
-        artifacts: false,
-        parallel: null,
-      },
-    ]);
-    const [job] = await listJobs(build.id);
-    expect(job).toMatchObject({ name: 'compile', status: 'queued' });
-    const id = job?.id ?? 0;
-    expect((await admin('GET', `/jobs/${id}`)).statusCode).toBe(200);
-    for (const action of ['retry', 'cancel', 'play']) {
-      const detail = expectProblem(await admin('POST', `/jobs/${id}/${action}`), 409, 'conflict');
-      expect(detail).toMatch(/^Jobs only run with PIPELINE_ENGINE=jobs/);
-    }
-    expect((await admin('GET', `/jobs/${id}`)).json<JobJson>().status).toBe('queued');
   });
 });

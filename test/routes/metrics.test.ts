@@ -481,3 +481,155 @@ describe('METRICS_TOKEN setting', () => {
     expect(() => loadConfig({ METRICS_TOKEN: 'too-short' })).toThrow(/METRICS_TOKEN/);
   });
 });
+
+const JOB_STATUSES = ['created', 'queued', 'running', 'success', 'fail', 'canceled', 'skipped', 'manual'];
+
+/** Every job status's count, straight from the jobs table: current attempts (`not retried`), or every row. */
+async function countedInJobs(app: FastifyInstance, rows: 'current' | 'all' = 'current'): Promise<Record<string, number>> {
+  const where = rows === 'current' ? ' where not retried' : '';
+  const found = await runSql(app, `select status, count(*) as n from jobs${where} group by status`);
+  const counts: Record<string, number> = Object.fromEntries(JOB_STATUSES.map((status) => [status, 0]));
+  for (const row of found) counts[String(row.status)] = Number(row.n);
+  return counts;
+}
+
+const jobGauges = (exposition: Exposition) => Object.fromEntries(JOB_STATUSES.map((status) => [status, valueOf(exposition, 'usine_jobs', { status })]));
+
+/**
+ * compile → unit ×2, flaky (always fails), lint (always fails, allowed to) → package (needs unit and flaky: skipped)
+ * and release (manual). Per build: 3 successes, 2 failures, 1 skipped, 1 manual.
+ */
+const METRICS_PIPELINE = {
+  stages: ['build', 'test', 'deploy'],
+  jobs: {
+    compile: { stage: 'build' },
+    unit: { stage: 'test', needs: ['compile'], parallel: 2 },
+    flaky: { stage: 'test', needs: ['compile'], fail_rate: 1 },
+    lint: { stage: 'test', needs: ['compile'], fail_rate: 1, allow_failure: true },
+    package: { stage: 'deploy', needs: ['unit', 'flaky'] },
+    release: { stage: 'deploy', needs: ['unit'], when: 'manual' },
+  },
+};
+
+describe(`GET /metrics counts jobs by status (${testDb})`, () => {
+  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_FAIL_RATE: '0' });
+
+  it('gives every job status, equal to a count of the jobs table’s current attempts, through runs, a retry, a play and a cancel', async () => {
+    const before = await scrape(ctx.app);
+    expect(before.type.get('usine_jobs')).toBe('gauge');
+    expect(jobGauges(before)).toEqual(Object.fromEntries(JOB_STATUSES.map((status) => [status, 0])));
+
+    const projectId = await createProject(ctx);
+    const put = await injectAs(ctx.app, ctx.adminToken, { method: 'PUT', url: `/projects/${projectId}/pipeline`, payload: METRICS_PIPELINE });
+    expect(put.statusCode, put.body).toBe(200);
+    const builds: number[] = [];
+    for (let i = 0; i < 3; i++) builds.push(await triggerBuild(ctx, projectId));
+    for (const id of builds) expect((await waitForBuild(ctx.app, ctx.adminToken, id)).status).toBe('fail');
+
+    const jobId = async (buildId: number | undefined, name: string) => {
+      const listed = await injectAs(ctx.app, ctx.adminToken, { method: 'GET', url: `/builds/${buildId}/jobs` });
+      const found = listed.json<{ items: { id: number; name: string; retried: boolean }[] }>().items.find((job) => job.name === name && !job.retried);
+      if (!found) throw new Error(`no job ${name} in build ${buildId}`);
+      return found.id;
+    };
+    const act = async (action: 'retry' | 'play' | 'cancel', buildId: number | undefined, name: string, status: number) => {
+      const response = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/jobs/${await jobId(buildId, name)}/${action}` });
+      expect(response.statusCode, response.body).toBe(status);
+    };
+    await act('retry', builds[0], 'flaky', 201);
+    await act('play', builds[1], 'release', 200);
+    await act('cancel', builds[2], 'release', 200);
+
+    // Compared once the workers are done, so that no job changes status between the two counts.
+    const deadline = Date.now() + 15_000;
+    while (Number((await runSql(ctx.app, "select count(*) as n from jobs where status in ('created', 'queued', 'running')"))[0]?.n) > 0) {
+      if (Date.now() > deadline) throw new Error('jobs still waiting or running after 15 s');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (const id of builds) await waitForBuild(ctx.app, ctx.adminToken, id);
+
+    const truth = await countedInJobs(ctx.app);
+    const after = await scrape(ctx.app);
+    expect(jobGauges(after)).toEqual(truth);
+    // What happened: 3 builds of 7 jobs; flaky retried (and failed again), a release played, another canceled.
+    expect(truth).toEqual({ created: 0, queued: 0, running: 0, success: 10, fail: 6, canceled: 1, skipped: 3, manual: 1 });
+    // The retried attempt is in the table, not in the figures.
+    expect((await countedInJobs(ctx.app, 'all')).fail).toBe(7);
+    expect(valueOf(after, 'usine_job_queue_depth')).toBe(0);
+    expect(valueOf(after, 'usine_jobs_running')).toBe(0);
+    // Counted by the database: the repository says the same.
+    expect(await ctx.app.jobsRepository.countByStatus()).toEqual(truth);
+  });
+
+  it('reads the three job gauges with one query per scrape, and leaves the series out (depths NaN) when it fails', async () => {
+    const spy = vi.spyOn(ctx.app.jobsRepository, 'countByStatus');
+    try {
+      await scrape(ctx.app);
+      expect(spy).toHaveBeenCalledTimes(1);
+      spy.mockRejectedValue(new Error('database down'));
+      const failed = await scrape(ctx.app);
+      expect(select(failed, 'usine_jobs')).toEqual([]);
+      expect(valueOf(failed, 'usine_job_queue_depth')).toBeNaN();
+      expect(valueOf(failed, 'usine_jobs_running')).toBeNaN();
+      expect(select(failed, 'usine_builds')).toHaveLength(STATUSES.length);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(select(await scrape(ctx.app), 'usine_jobs')).toHaveLength(JOB_STATUSES.length);
+  });
+});
+
+describe(`a scrape's cost does not grow with the jobs kept (${testDb})`, () => {
+  // No workers: the jobs stay as triggered, and nothing else reads jobs while the table is hidden.
+  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_CONCURRENCY: '0' });
+
+  it('counts queued and waiting jobs, and a canceled build’s, without touching the jobs table', async () => {
+    const projectId = await createProject(ctx);
+    const ids: number[] = [];
+    // The default pipeline: checkout queued, install, test and package waiting for it.
+    for (let i = 0; i < 3; i++) ids.push(await triggerBuild(ctx, projectId));
+    const cancel = await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/builds/${ids[0]}/cancel` });
+    expect(cancel.statusCode, cancel.body).toBe(200);
+    const expected = { created: 6, queued: 2, running: 0, success: 0, fail: 0, canceled: 1, skipped: 3, manual: 0 };
+    expect(await countedInJobs(ctx.app)).toEqual(expected);
+
+    // A scrape that counted over jobs would fail now, and leave the job series out.
+    await runSql(ctx.app, 'alter table jobs rename to jobs_hidden_from_metrics');
+    try {
+      const exposition = await scrape(ctx.app);
+      expect(jobGauges(exposition)).toEqual(expected);
+      expect(valueOf(exposition, 'usine_job_queue_depth')).toBe(2);
+      expect(valueOf(exposition, 'usine_jobs_running')).toBe(0);
+    } finally {
+      await runSql(ctx.app, 'alter table jobs_hidden_from_metrics rename to jobs');
+    }
+  });
+
+  it('keeps the counts equal to the jobs table through bulk status changes, retries, inserts and cascaded deletes', async () => {
+    const kept = await createProject(ctx);
+    const doomed = await createProject(ctx);
+    const builds: number[] = [];
+    for (const projectId of [kept, kept, doomed]) builds.push(await triggerBuild(ctx, projectId));
+    const [first, second] = builds;
+    // Writers other than the app count too: bulk status changes, a retry's two steps and a bulk insert in plain SQL.
+    await runSql(ctx.app, `update jobs set status = 'running' where build_id = ${first}`);
+    await runSql(ctx.app, `update jobs set status = 'success' where build_id = ${first} and position < 2`);
+    await runSql(ctx.app, `update jobs set status = 'fail', retried = true where build_id = ${first} and position = 3`);
+    await runSql(ctx.app, `update jobs set status = 'manual' where build_id = ${second} and position = 3`);
+    await runSql(ctx.app, `update jobs set retried = true where build_id = ${second} and position = 2`);
+    await runSql(
+      ctx.app,
+      `insert into jobs (build_id, position, name, stage, needs, "when", allow_failure, spec, status, attempt, retried) values ` +
+        `(${first}, 3, 'package', 'package', '[]', 'on_success', false, '{}', 'queued', 2, false), ` +
+        `(${second}, 2, 'test', 'test', '[]', 'on_success', false, '{}', 'skipped', 2, false), ` +
+        `(${second}, 9, 'old', 'test', '[]', 'on_success', false, '{}', 'canceled', 1, true)`,
+    );
+    const deleted = await injectAs(ctx.app, ctx.adminToken, { method: 'DELETE', url: `/projects/${doomed}` });
+    expect(deleted.statusCode, deleted.body).toBe(204);
+
+    const truth = await countedInJobs(ctx.app);
+    expect(jobGauges(await scrape(ctx.app))).toEqual(truth);
+    for (const status of ['running', 'success', 'queued', 'manual', 'skipped']) expect(truth[status], status).toBeGreaterThan(0);
+    expect((await countedInJobs(ctx.app, 'all')).fail).toBeGreaterThan(truth.fail ?? 0);
+  });
+});

@@ -132,6 +132,11 @@ export const artifacts = sqliteTable(
     build_id: integer('build_id')
       .notNull()
       .references(() => builds.id, { onDelete: 'cascade' }),
+    /**
+     * The job that stored it (null for artifacts stored before jobs existed): what `GET /jobs/{id}/artifacts` lists.
+     * A retried job's new attempt that stores the file again takes it over (the name is unique within the build).
+     */
+    job_id: integer('job_id').references(() => jobs.id, { onDelete: 'cascade' }),
     name: text('name').notNull(),
     content_type: text('content_type').notNull(),
     size_bytes: integer('size_bytes').notNull(),
@@ -139,7 +144,11 @@ export const artifacts = sqliteTable(
     content: blob('content', { mode: 'buffer' }).notNull(),
     created_at: createdAt(),
   },
-  (table) => [uniqueIndex('artifacts_build_name_uq').on(table.build_id, table.name)],
+  (table) => [
+    uniqueIndex('artifacts_build_name_uq').on(table.build_id, table.name),
+    // A job's artifacts, and the foreign key's own lookup when jobs go (with their build, by cascade).
+    index('artifacts_job_idx').on(table.job_id).where(sql`${table.job_id} is not null`),
+  ],
 );
 
 /**
