@@ -24,6 +24,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 COPY package.json package-lock.json ./
+# npm ci's postinstall guards a postgres.js function (see the script)
+COPY scripts/patch-postgres.mjs ./scripts/patch-postgres.mjs
 RUN npm ci --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json ./

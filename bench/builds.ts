@@ -415,7 +415,7 @@ process). Two measurements per set-up, on one database:
   hasSameMachine
     ? `
 - **Same machine**: those figures came from another machine (see the change log below); the four-step engine's drain
-  measured on this one just before this run (the last commit that had it, its own bench/builds.ts, same sizes) was
+  measured on this one in the same session (the last commit that had it, its own bench/builds.ts, same sizes) was
   ${[sameMachine.pg && `${sameMachine.pg} builds/s on PostgreSQL with one process`, sameMachine.pg3 && `${sameMachine.pg3} with three`, sameMachine.sqlite && `${sameMachine.sqlite} on SQLite`].filter(Boolean).join(', ')}: the next column divides by those.`
     : ''
 }

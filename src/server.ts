@@ -53,6 +53,10 @@ export async function createServer(config: Config, options: ServerOptions = {}):
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     bodyLimit: config.BODY_LIMIT,
+    // Avvio's default (10 s per plugin) fails a start that is merely slow — on a loaded machine, or under tsx, the app
+    // plugin's autoload compiles every route file and schema — with a process that exits instead of becoming ready.
+    // Readiness (GET /health/ready) already tells an orchestrator when a process can take traffic.
+    pluginTimeout: 60_000,
     connectionTimeout: config.HTTP_CONNECTION_TIMEOUT_S * 1000,
     requestTimeout: config.HTTP_REQUEST_TIMEOUT_S * 1000,
     keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_S * 1000,
