@@ -2755,7 +2755,7 @@ export interface operations {
                  */
                 "last-event-id"?: number;
                 /**
-                 * @description Ignored with `?offset=`: one byte range (`bytes=N-`, `bytes=N-M` or `bytes=-N`) → 206 with `Content-Range`; a range starting at or past the end → 416. Anything else is ignored (200, the whole log).
+                 * @description Plain text only, ignored with `?offset=`: one byte range (`bytes=N-`, `bytes=N-M` or `bytes=-N`) → 206 with `Content-Range`; a range starting at or past the end → 416. Anything else is ignored (200, the whole log).
                  * @example bytes=512-
                  */
                 range?: string;

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { LogRequestHeaders } from '../../src/schemas/log.js';
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FollowedLog } from '../../src/builds/log-followers.js';
 import { logBytes } from '../../src/builds/log-slice.js';
@@ -24,26 +25,6 @@ const Offset = Type.Integer({
 
 const LogQuery = Type.Object({ offset: Type.Optional(Offset) });
 
-const LogRequestHeaders = Type.Object({
-  'last-event-id': Type.Optional(
-    Type.Integer({
-      minimum: 0,
-      maximum: Number.MAX_SAFE_INTEGER,
-      description:
-        'Stream only: the `id` of the last event received (a byte offset); the stream resumes just after it. ' +
-        'Browsers send it by themselves when they reconnect. Takes precedence over `?offset=`.',
-      examples: [512],
-    }),
-  ),
-  range: Type.Optional(
-    Type.String({
-      description:
-        'Plain text only, ignored with `?offset=`: one byte range (`bytes=N-`, `bytes=N-M` or `bytes=-N`) → 206 with ' +
-        '`Content-Range`; a range starting at or past the end → 416. Anything else is ignored (200, the whole log).',
-      examples: ['bytes=512-'],
-    }),
-  ),
-});
 
 const StatusHeader = Type.Union(
   BUILD_STATUSES.map((status) => Type.Literal(status)),
