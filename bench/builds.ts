@@ -29,6 +29,7 @@ import { holdQueued, readRuns, releaseHeld, scratchDatabase, type BuildTimes, ty
 import { machineBusyMs } from './machine-cpu.js';
 import { getSection, readBenchmarks, upsertSection, writeBenchmarks, BENCHMARKS_FILE } from './markdown.js';
 import { groupCpuMs } from './process-group-cpu.js';
+import { leastWorkDrain } from './least-work-engine.js';
 import { buildTargets, verdictTable, OLD_BUILD_DRAIN, PER_JOB_SLACK, BUILDS_PER_S_TARGET } from './report.js';
 
 const BUILDS = Number(process.env.BENCH_BUILDS ?? 6000);
@@ -68,6 +69,8 @@ interface Result extends Scenario {
   /** Of that CPU per drained job (ms): the Usine processes', and PostgreSQL's. */
   drainUsineCpuMsPerJob?: number;
   drainPostgresCpuMsPerJob?: number;
+  /** The least work's drain on the same database server, in this run (bench/least-work-engine.ts): jobs/s. */
+  leastWorkJobsPerS?: number;
 }
 
 async function postgresVersion(): Promise<string> {
@@ -320,6 +323,8 @@ function table(results: Result[]): string {
       fixed(BUILDS / result.drainS, 0),
       fixed(jobsPerS, 0),
       `${fixed(oldRate(result) / jobsPerS, 2)}×`,
+      fixed(result.leastWorkJobsPerS, 0),
+      `${fixed((result.leastWorkJobsPerS ?? Number.NaN) / jobsPerS, 2)}×`,
       ...(hasSameMachine ? [`${fixed((sameMachineRate(result) ?? Number.NaN) / jobsPerS, 2)}× (${fixed(sameMachineRate(result), 0)} builds/s)`] : []),
       `${fixed(result.unblockedP50Ms, 1)} / ${fixed(result.unblockedP99Ms, 1)}`,
       fixed(result.drainCpuMsPerJob, 2),
@@ -344,6 +349,8 @@ function table(results: Result[]): string {
     'Drain: builds/s',
     'Drain: jobs/s',
     'Drain: time per job ÷ old time per build',
+    'Least work: jobs/s',
+    'Drain: time per job ÷ least work',
     ...(hasSameMachine ? ['Drain: ÷ old time per build, same machine'] : []),
     'Unblocked job, claim-to-start p50 / p99 (ms)',
     'Drain: machine CPU ms/job',
@@ -367,13 +374,21 @@ const scenarios = allScenarios.filter(
 );
 
 const results: Result[] = [];
+/** The least work's jobs/s on each database, measured once per run, right after that database's first set-up. */
+const leastWork = new Map<Scenario['dialect'], number>();
 for (const scenario of scenarios) {
   process.stdout.write(`${scenario.label}: ${BUILDS} builds… `);
   const result = await runScenario(scenario);
+  if (!leastWork.has(scenario.dialect)) {
+    const least = await leastWorkDrain(scenario.dialect, BUILDS, CONCURRENCY, Number(FAIL_RATE));
+    leastWork.set(scenario.dialect, least.jobs / least.seconds);
+  }
+  result.leastWorkJobsPerS = leastWork.get(scenario.dialect);
   results.push(result);
   console.log(
     `live ${fixed(result.builds / result.totalS, 0)} builds/s, drain ${(BUILDS / result.drainS).toFixed(0)} builds/s, ` +
-      `${(result.drainJobs / result.drainS).toFixed(0)} jobs/s (${(oldRate(result) / (result.drainJobs / result.drainS)).toFixed(2)}× the old time per build), ` +
+      `${(result.drainJobs / result.drainS).toFixed(0)} jobs/s (${(oldRate(result) / (result.drainJobs / result.drainS)).toFixed(2)}× the old time per build, ` +
+      `${fixed((result.leastWorkJobsPerS ?? Number.NaN) / (result.drainJobs / result.drainS), 2)}× the least work's), ` +
       `unblocked p50 ${fixed(result.unblockedP50Ms, 1)} ms p99 ${fixed(result.unblockedP99Ms, 1)} ms, ` +
       `CPU/job ${fixed(result.drainCpuMsPerJob, 2)} ms (Usine ${fixed(result.drainUsineCpuMsPerJob, 2)}, PostgreSQL ${fixed(result.drainPostgresCpuMsPerJob, 2)})`,
   );
@@ -419,6 +434,14 @@ process). Two measurements per set-up, on one database:
   ${[sameMachine.pg && `${sameMachine.pg} builds/s on PostgreSQL with one process`, sameMachine.pg3 && `${sameMachine.pg3} with three`, sameMachine.sqlite && `${sameMachine.sqlite} on SQLite`].filter(Boolean).join(', ')}: the next column divides by those.`
     : ''
 }
+- **Least work** (bench/least-work-engine.ts, in the same run, on the same database server, after the first set-up of
+  each database): bare tables with no trigger, count or foreign key, each build a fixed chain of four jobs, and per job
+  the two writes that cannot be done without — a claim, and a finish that writes the job's log and status, appends to
+  its build's log, queues the next job (or ends the build) and stores the last job's artifact — one statement each
+  (SQLite: the finish in one transaction), with ${CONCURRENCY} workers in one process and the same fail rate per build. The
+  time per job over the least work's is what Usine's design costs on top of the work itself: a generic dependency
+  graph, build start and claim lines, leases, status counts kept by triggers, events, artifacts packed from the log.
+  Set-up (b) is compared with the one-process least work.
 - **Claim-to-start latency of an unblocked job**: for each drained job with needs, from the moment it became claimable
   to its \`started_at\`. The jobs table does not record when a job was queued: a job with needs is queued by the
   transaction that finishes the last of them, so the moment taken is the latest \`finished_at\` of its needs (the

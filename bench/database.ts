@@ -172,14 +172,28 @@ async function onDatabase<T>(url: string, sqlite: (db: BetterSqlite3.Database) =
 }
 
 /**
- * Cancels every queued build straight in the database: after POST /projects/:id/build has queued thousands, the
- * workers would otherwise run them during the next scenarios.
+ * Cancels every queued build straight in the database, and its jobs that have not run (queued ones canceled, waiting
+ * ones skipped), in one transaction: after POST /projects/:id/build has queued thousands, the workers would otherwise
+ * run them during the next scenarios. (A job left queued under a canceled build would still be claimed, found to have
+ * no build to run for, and only freed when its lease expires: thousands of them held the workers for minutes.)
  */
 export const cancelQueued = (url: string): Promise<number> =>
   onDatabase(
     url,
-    (db) => db.prepare(`update builds set status = 'canceled', finished_at = ? where status = 'queued'`).run(Date.now()).changes,
-    async (sql) => (await sql`update builds set status = 'canceled', finished_at = now() where status = 'queued'`).count,
+    (db) =>
+      db.transaction(() => {
+        db.prepare(
+          `update jobs set status = case when status = 'queued' then 'canceled' else 'skipped' end, finished_at = ?
+           where status in ('created', 'queued', 'manual') and build_id in (select id from builds where status = 'queued')`,
+        ).run(Date.now());
+        return db.prepare(`update builds set status = 'canceled', finished_at = ? where status = 'queued'`).run(Date.now()).changes;
+      })(),
+    async (sql) =>
+      sql.begin(async (tx) => {
+        await tx`update jobs set status = case when status = 'queued' then 'canceled' else 'skipped' end, finished_at = now()
+          where status in ('created', 'queued', 'manual') and build_id in (select id from builds where status = 'queued')`;
+        return (await tx`update builds set status = 'canceled', finished_at = now() where status = 'queued'`).count;
+      }),
   );
 
 /** Marks held jobs: canceled (no worker claims them), with this lease owner (the app never leaves one on a canceled job). */

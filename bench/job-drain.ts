@@ -55,7 +55,7 @@ try {
 
   // Each repository call's count and wall time (what a worker waits for).
   const calls = new Map<string, { count: number; ms: number }>();
-  for (const name of ['claimNext', 'finish', 'appendLog', 'buildLog', 'renewLease'] as const) {
+  for (const name of ['claimNext', 'finish', 'appendLog', 'appendLogAndRead', 'renewLease'] as const) {
     const original = (jobs[name] as (...args: unknown[]) => Promise<unknown>).bind(jobs);
     (jobs as Record<string, unknown>)[name] = async (...args: unknown[]) => {
       const started = performance.now();

@@ -145,13 +145,33 @@ export function buildTargets(section: string | undefined): Verdict[] {
       measured === undefined ? undefined : measured >= least,
     );
   };
+  // The four-step engine measured on the same machine in the same session, when the run had it: "0.90× (539 builds/s)".
+  const sameMachine = (label: string) => {
+    const column = header?.indexOf('Drain: ÷ old time per build, same machine') ?? -1;
+    const cell = column < 0 ? undefined : cells(rows.find((text) => text.startsWith(`| ${label}`)))?.[column];
+    const old = cell && /\(([\d.]+) builds\/s\)/.exec(cell)?.[1];
+    return old ? Number(old) : undefined;
+  };
+  const perJobSameMachine = (target: string, measured: number | undefined, old: number | undefined) =>
+    old === undefined
+      ? []
+      : [
+          verdict(
+            `${target}: time per job ≤ ${PER_JOB_SLACK}× the old time per build, both measured on this machine (≥ ${Math.ceil(old / PER_JOB_SLACK).toLocaleString('en-US')} jobs/s, drain)`,
+            measured === undefined ? 'not measured' : `${measured}/s (${old.toLocaleString('en-US')} ÷ ${measured} = ${(old / measured).toFixed(2)}×)`,
+            measured === undefined ? undefined : measured >= Math.ceil(old / PER_JOB_SLACK),
+          ),
+        ];
   const builds = rate('(a)', 'Drain: builds/s');
   const one = jobs('(a)');
   const three = jobs('(b)');
   return [
     perJob('PostgreSQL, one process', one, OLD_BUILD_DRAIN.pg),
+    ...perJobSameMachine('PostgreSQL, one process', one, sameMachine('(a)')),
     perJob('PostgreSQL, three processes', three, OLD_BUILD_DRAIN.pg),
+    ...perJobSameMachine('PostgreSQL, three processes', three, sameMachine('(b)')),
     perJob('SQLite', jobs('(c)'), OLD_BUILD_DRAIN.sqlite),
+    ...perJobSameMachine('SQLite', jobs('(c)'), sameMachine('(c)')),
     verdict(
       `≥ ${BUILDS_PER_S_TARGET} builds/s of the ${DEFAULT_PIPELINE_JOBS}-job default pipeline on PostgreSQL, one process (drain)`,
       builds === undefined || one === undefined

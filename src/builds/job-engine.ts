@@ -276,13 +276,16 @@ export class JobEngine {
       }
       if (stop.aborted) throw stop.reason;
       if (plan.outcome === 'success' && job.spec.artifacts) {
-        // The archive's build.log is the build's log up to here (this job's lines included): flushed first.
-        await flush();
+        // The archive's build.log is the build's log up to here, this job's lines included: the last flush reads it.
+        const buildLog = await jobs.appendLogAndRead(job, owner, pending);
+        if (buildLog === undefined) throw new LeaseLost();
+        pending = '';
+        events.publish({ type: 'changed', build_id: job.build_id, status: 'running' });
         const packed = packArtifact({
           build: { id: job.build_id, ...build },
           project: { id: build.project_id, name: build.project_name, repo: build.project_repo },
           duration_s: plan.duration_s,
-          log: await jobs.buildLog(job.build_id),
+          log: buildLog,
           builtBy: owner,
           now: new Date(),
         });

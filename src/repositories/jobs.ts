@@ -12,6 +12,7 @@ import {
   initialStatuses,
   play as playChanges,
   replanAfterRetry,
+  type BuildState,
   type JobChange,
   type JobState,
   type JobStatus,
@@ -41,6 +42,25 @@ export interface Settled {
 
 /** The outcome of an action on one job (retry, cancel, play): done, or why not. */
 export type JobActionResult = { outcome: 'done'; job_id: number; settled: Settled } | { outcome: 'not_found' } | { outcome: 'conflict'; status: JobStatus };
+
+/** A job of a build as a claim read it: `[name, needs, when, allow_failure, status, duration_s, started]`. */
+type SnapshotJob = [string, string[], JobState['when'], boolean, JobStatus, number | null, boolean];
+
+/** The build's jobs and their version as the claim's snapshot showed them: what finishAtOnce starts from. */
+export interface JobsSnapshot {
+  version: number;
+  jobs: (JobState & { duration_s: number | null; started_at: Date | null })[];
+}
+
+const snapshotJob = ([name, needs, when, allow_failure, status, duration_s, started]: SnapshotJob): JobsSnapshot['jobs'][number] => ({
+  name,
+  needs,
+  when,
+  allow_failure,
+  status,
+  duration_s,
+  started_at: started ? new Date(0) : null,
+});
 
 /** One job to plan into a build: its place in the graph and how its run behaves (a ResolvedJob is one). */
 export type JobPlan = Pick<ResolvedJob, 'name' | 'stage' | 'needs' | 'when' | 'allow_failure'> & JobSpec;
@@ -203,21 +223,19 @@ export function createJobsRepository(database: Database) {
     read?: JobRows,
   ): Script<Settled> {
     const rows = read ?? (yield* currentJobs(tx, buildId));
-    const changes = advance(rows);
+    const { changes, derived, over } = settlement(rows, build);
     const writes = changeQueries(tx, buildId, changes);
-    const after = new Map(changes.map((change) => [change.name, change.to]));
-    const states: (JobState & { duration_s: number | null })[] = rows.map((row) => ({ ...row, status: after.get(row.name) ?? row.status }));
-    const started = build.started_at !== null || rows.some((row) => row.started_at !== null);
-    const derived = buildStatusOf(states, started);
-    const allChanges = mergeChanges(earlier, changes);
-    if (derived.status === build.status) {
+    const settled: Settled = {
+      build_id: buildId,
+      status: derived.status,
+      build_changed: derived.status !== build.status,
+      warning: derived.warning,
+      changes: mergeChanges(earlier, changes),
+      stopped: [],
+    };
+    if (!settled.build_changed) {
       yield* steps(...writes);
-      return { build_id: buildId, status: build.status, build_changed: false, warning: derived.warning, changes: allChanges, stopped: [] };
-    }
-    if (derived.over) {
-      const duration = criticalPathSeconds(states.filter((job) => job.status !== 'skipped'));
-      const failedAllowed = states.filter((job) => job.status === 'fail' && job.allow_failure).map((job) => job.name);
-      const warning = failedAllowed.length > 0 ? ` (with warnings: ${failedAllowed.join(', ')} failed, allowed to fail)` : '';
+    } else if (over) {
       yield* steps(
         ...writes,
         cached(
@@ -235,7 +253,7 @@ export function createJobsRepository(database: Database) {
               })
               .where(eq(builds.id, idParam))
               .returning({ id: builds.id }),
-          { id: buildId, duration, text: `Build finished: ${derived.status} in ${duration} s${warning}\n` },
+          { id: buildId, duration: over.duration_s, text: over.line },
         ),
       );
     } else {
@@ -248,14 +266,7 @@ export function createJobsRepository(database: Database) {
           .returning({ id: builds.id }),
       );
     }
-    return {
-      build_id: buildId,
-      status: derived.status,
-      build_changed: derived.status !== build.status,
-      warning: derived.warning,
-      changes: allChanges,
-      stopped: [],
-    };
+    return settled;
   }
 
   /**
@@ -401,6 +412,10 @@ export function createJobsRepository(database: Database) {
           project_name: started.project_name,
           project_repo: started.project_repo,
         },
+        // What the one-statement finish starts from (finishAtOnce): the build's jobs and their version, as this
+        // statement's snapshot shows them (the claimed job still queued: the finish puts in its own status).
+        version: sql<number | null>`(select ${qualified(builds.jobs_version)} from ${builds} where ${qualified(builds.id)} = ${ofClaimed(claimed.build_id)})`,
+        states: sql<SnapshotJob[] | null>`(select json_agg(json_build_array(${qualified(jobs.name)}, ${qualified(jobs.needs)}, ${qualified(jobs.when)}, ${qualified(jobs.allow_failure)}, ${qualified(jobs.status)}, ${qualified(jobs.duration_s)}, ${qualified(jobs.started_at)} is not null) order by ${qualified(jobs.position)}) from ${jobs} where ${qualified(jobs.build_id)} = ${ofClaimed(claimed.build_id)} and not ${qualified(jobs.retried)})`,
       })
       .from(claimed)
       .leftJoin(started, sql`true`)
@@ -491,17 +506,13 @@ export function createJobsRepository(database: Database) {
       if (!claimAndStart) claimAndStartStatements.set(leaseMs, (claimAndStart = prepareClaimAndStart(leaseMs)));
       const claimed = (await claimAndStart.execute({ owner }))[0];
       if (!claimed) return undefined;
-      const { job } = claimed;
+      const snapshot: JobsSnapshot | undefined =
+        claimed.version === null || claimed.states === null ? undefined : { version: claimed.version, jobs: claimed.states.map(snapshotJob) };
+      const job = { ...claimed.job, snapshot };
       if (claimed.build !== null && claimed.build.number !== null) return { job, build: claimed.build };
       const [build] = await start.execute(startValues(job));
       // No build to run it for (canceled in between, whose transaction cancels this job too): nothing to play.
       return build ? { job, build } : undefined;
-    },
-
-    /** The build's log as written so far (what its artifact's `build.log` holds). */
-    async buildLog(buildId: number): Promise<string> {
-      const rows = await db.select({ logs: builds.logs }).from(builds).where(eq(builds.id, buildId));
-      return rows[0]?.logs ?? '';
     },
 
     /** Extends `owner`'s lease; false when the job is no longer running under it (canceled, taken over). */
@@ -519,103 +530,30 @@ export function createJobsRepository(database: Database) {
      * `owner` holds the job. False when it does not (nothing written).
      */
     async appendLog(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<boolean> {
-      try {
-        return await database.transaction(function* (tx) {
-          // The build's row is locked by its own log's write, and the job's write goes with it (one round trip on
-          // PostgreSQL instead of three); a job no longer held rolls both back.
-          const [locked, held] = yield* steps(
-            lockBuildAppending(tx, job.build_id, prefixLines(job.name, text)),
-            cached(
-              tx,
-              'usine_job_append_log',
-              (on) =>
-                on
-                  .update(jobs)
-                  .set({ logs: sql`${jobs.logs} || ${textParam}` })
-                  .where(and(eq(jobs.id, idParam), eq(jobs.lease_owner, ownerParam), eq(jobs.status, 'running')))
-                  .returning({ id: jobs.id }),
-              { id: job.id, owner, text },
-            ),
-          );
-          if (locked.length === 0 || held.length === 0) throw new NotHeld();
-          return true;
-        });
-      } catch (error) {
-        if (error instanceof NotHeld) return false;
-        throw error;
-      }
+      return (await appendJobLog(job, owner, text, false)) !== undefined;
+    },
+
+    /** appendLog, and the build's log as it is then (what a job's artifact holds as `build.log`); undefined when not held. */
+    async appendLogAndRead(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<string | undefined> {
+      return appendJobLog(job, owner, text, true);
     },
 
     /**
      * running → success | fail, with the last log lines, if `owner` still holds the job; then, in the same
      * transaction, the jobs it unblocks are released (or skipped) and the build's status follows. Undefined when the
-     * job was no longer held (canceled, taken over): nothing written.
+     * job was no longer held (canceled, taken over): nothing written. On PostgreSQL a job claimed with its build's
+     * snapshot is finished in one statement when nothing changed since (finishAtOnce), else in a transaction.
      */
-    finish(
-      job: { id: number; build_id: number; name: string },
+    async finish(
+      job: { id: number; build_id: number; name: string; snapshot?: JobsSnapshot },
       owner: string,
       outcome: { status: 'success' | 'fail'; duration_s: number; text: string },
     ): Promise<Settled | undefined> {
-      const finishJob = (on: AppDb) =>
-        on
-          .update(jobs)
-          .set({
-            status: outcome.status,
-            duration_s: sql`${sql.placeholder('duration')}`,
-            logs: sql`${jobs.logs} || ${textParam}`,
-            finished_at: now(),
-            ...releaseLease,
-          })
-          .where(and(eq(jobs.id, idParam), eq(jobs.lease_owner, ownerParam), eq(jobs.status, 'running')))
-          .returning({ id: jobs.id });
-      const values = { id: job.id, owner, duration: outcome.duration_s, text: outcome.text };
-      const finishing = database.transaction(function* (tx) {
-        // The statements go together (src/db/transaction.ts's `steps`): on PostgreSQL BEGIN, two statements, the
-        // writes settle makes, COMMIT: four round trips where one statement at a time took eight. The order is the
-        // same as one at a time: the build's row is locked first (by its log's write), then the job is finished if
-        // still held, and the build's current jobs are read (each statement of a connection runs after the one
-        // before it, and reads what committed before it started: under the lock). A job no longer held rolls the
-        // log's write back: nothing written, as before.
-        let locked: { status: BuildStatusValue; started_at: Date | null }[];
-        let rows: JobRows;
-        if (dialect === 'pg') {
-          // One statement finishes the job and reads the build's jobs (a data-modifying WITH; its SELECT sees the
-          // jobs as they were when the statement started, so this job's new status and duration are put in here).
-          const finished = tx.$with('finished').as(finishJob(tx));
-          const read = tx
-            .with(finished)
-            .select({ ...stateColumns, finished: sql<number>`(select count(*) from ${finished})`.mapWith(Number) })
-            .from(jobs)
-            .where(current(job.build_id))
-            .orderBy(asc(jobs.position));
-          // (The job's write has placeholders: the statement runs with their values.)
-          const [lockedRows, readRows] = yield* steps(
-            lockBuildAppending(tx, job.build_id, prefixLines(job.name, outcome.text)),
-            read.prepare('usine_job_finish_read').execute(values),
-          );
-          if (!readRows.some((row) => row.finished > 0)) throw new NotHeld();
-          locked = lockedRows;
-          rows = readRows.map(({ finished: _finished, ...row }) => (row.id === job.id ? { ...row, status: outcome.status, duration_s: outcome.duration_s } : row));
-        } else {
-          const [lockedRows, finished, readRows] = yield* steps(
-            lockBuildAppending(tx, job.build_id, prefixLines(job.name, outcome.text)),
-            cached(tx, `usine_job_finish_${outcome.status}`, finishJob, values),
-            cached(tx, 'usine_job_current', (on) => on.select(stateColumns).from(jobs).where(and(eq(jobs.build_id, idParam), eq(jobs.retried, false))).orderBy(asc(jobs.position)), {
-              id: job.build_id,
-            }),
-          );
-          if (finished.length === 0) throw new NotHeld();
-          locked = lockedRows;
-          rows = readRows;
-        }
-        const build = locked[0];
-        if (!build) throw new NotHeld();
-        return yield* settle(tx, job.build_id, build, [{ name: job.name, from: 'running', to: outcome.status }], rows);
-      });
-      return finishing.catch((error: unknown) => {
-        if (error instanceof NotHeld) return undefined;
-        throw error;
-      });
+      if (job.snapshot) {
+        const settled = await finishAtOnce({ ...job, snapshot: job.snapshot }, owner, outcome);
+        if (settled) return settled;
+      }
+      return finishLocking(job, owner, outcome);
     },
 
     /**
@@ -832,6 +770,190 @@ export function createJobsRepository(database: Database) {
     },
   };
 
+
+  /**
+   * appendLog's write; with `read`, the build's log after it. PostgreSQL: one statement, which locks the build's row
+   * before the job's (the `FOR UPDATE` subquery of the job's WHERE, as in finishAtOnce: the lock order of every
+   * transaction here), appends to the job's log if `owner` holds it, and then to the build's. SQLite: a transaction.
+   * Undefined when the job is not held: nothing written.
+   */
+  async function appendJobLog(job: { id: number; build_id: number; name: string }, owner: string, text: string, read: boolean): Promise<string | undefined> {
+    const buildText = prefixLines(job.name, text);
+    if (dialect === 'pg') {
+      const result = await db.execute(sql`
+        with held as (
+          update "jobs" set "logs" = "logs" || ${text}
+          where "id" = ${job.id} and "lease_owner" = ${owner} and "status" = 'running'
+            and exists (select 1 from "builds" where "id" = ${job.build_id} for update)
+          returning "id"
+        ), build as (
+          update "builds" set "logs" = "logs" || ${buildText}
+          where "id" = ${job.build_id} and exists (select 1 from held)
+          returning ${read ? sql`"logs"` : sql`''`} as "logs"
+        )
+        select "logs" from build`);
+      return (result as unknown as { logs: string }[])[0]?.logs;
+    }
+    try {
+      return await database.transaction(function* (tx) {
+        const [locked, held] = yield* steps(
+          lockBuildAppending(tx, job.build_id, buildText),
+          cached(
+            tx,
+            'usine_job_append_log',
+            (on) =>
+              on
+                .update(jobs)
+                .set({ logs: sql`${jobs.logs} || ${textParam}` })
+                .where(and(eq(jobs.id, idParam), eq(jobs.lease_owner, ownerParam), eq(jobs.status, 'running')))
+                .returning({ id: jobs.id }),
+            { id: job.id, owner, text },
+          ),
+        );
+        // A job no longer held rolls the build's write back.
+        if (locked.length === 0 || held.length === 0) throw new NotHeld();
+        if (!read) return '';
+        const rows = yield* step(tx.select({ logs: builds.logs }).from(builds).where(eq(builds.id, job.build_id)));
+        return rows[0]?.logs ?? '';
+      });
+    } catch (error) {
+      if (error instanceof NotHeld) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * The finish of a job in one statement (PostgreSQL, one round trip instead of the transaction's four), when what the
+   * worker read at its claim (`snapshot`) still holds: the statement locks the build's row and checks its
+   * `jobs_version` (a trigger counts every change of its jobs that a finish depends on: migration 0013) before it
+   * finishes the job, if `owner` still holds it; then it releases what settlement() says, from the snapshot, and
+   * writes the build. Undefined when it wrote nothing (another change came in between, or the job is no longer held):
+   * the locking transaction then does it all again from what it reads.
+   *
+   * The version is read by `SELECT … FOR UPDATE` inside the job's update: under READ COMMITTED that waits for a
+   * transaction holding the build and then reads its row as that one left it, so a change committed after this
+   * statement's snapshot is seen there. Lock order as everywhere: the build's row (in the job's WHERE, evaluated
+   * before the job's row is locked), then jobs. Only a build whose status does not change, or that is over, is done
+   * here; the rare rest (a finish that queues a build again) goes to the transaction.
+   */
+  async function finishAtOnce(
+    job: { id: number; build_id: number; name: string; snapshot: JobsSnapshot },
+    owner: string,
+    outcome: { status: 'success' | 'fail'; duration_s: number; text: string },
+  ): Promise<Settled | undefined> {
+    if (dialect !== 'pg') return undefined;
+    const rows = job.snapshot.jobs.map((row) => (row.name === job.name ? { ...row, status: outcome.status, duration_s: outcome.duration_s, started_at: new Date(0) } : row));
+    const { changes, derived, over } = settlement(rows, { started_at: new Date(0) });
+    const buildChanged = derived.status !== 'running';
+    if (buildChanged && !over) return undefined;
+    const buildText = prefixLines(job.name, outcome.text) + (buildChanged && over ? over.line : '');
+    const buildWrite = buildChanged && over
+      ? sql`"status" = ${derived.status}, "finished_at" = clock_timestamp(), "duration_s" = ${over.duration_s}, "lease_owner" = null, "lease_expires_at" = null,`
+      : sql``;
+    const ends = sql`c.to_status in ('skipped', 'canceled')`;
+    const result = await db.execute<{ finished: number; released: number }>(sql`
+      with finished as (
+        update "jobs" set "status" = ${outcome.status}, "duration_s" = ${outcome.duration_s}, "logs" = "logs" || ${outcome.text},
+          "finished_at" = clock_timestamp(), "lease_owner" = null, "lease_expires_at" = null
+        where "id" = ${job.id} and "lease_owner" = ${owner} and "status" = 'running'
+          and (select "jobs_version" from "builds" where "id" = ${job.build_id} for update) = ${job.snapshot.version}
+        returning "id"
+      ), released as (
+        update "jobs" set "status" = c.to_status,
+          "finished_at" = case when ${ends} then clock_timestamp() else "jobs"."finished_at" end,
+          "lease_owner" = case when ${ends} then null else "jobs"."lease_owner" end,
+          "lease_expires_at" = case when ${ends} then null else "jobs"."lease_expires_at" end
+        from json_to_recordset(${JSON.stringify(changes.map((change) => ({ name: change.name, from_status: change.from, to_status: change.to })))}::json)
+          as c(name text, from_status text, to_status text)
+        where "jobs"."build_id" = ${job.build_id} and not "jobs"."retried" and "jobs"."name" = c.name and "jobs"."status" = c.from_status
+          and exists (select 1 from finished)
+        returning "jobs"."id"
+      ), build as (
+        update "builds" set ${buildWrite} "logs" = "logs" || ${buildText}
+        where "id" = ${job.build_id} and exists (select 1 from finished)
+        returning "id"
+      )
+      select (select count(*) from finished)::int as finished, (select count(*) from released)::int as released, (select count(*) from build)::int as build`);
+    const row = (result as unknown as { finished: number; released: number }[])[0];
+    if (!row || row.finished === 0) return undefined;
+    return {
+      build_id: job.build_id,
+      status: derived.status,
+      build_changed: buildChanged,
+      warning: derived.warning,
+      changes: mergeChanges([{ name: job.name, from: 'running', to: outcome.status }], changes),
+      stopped: [],
+    };
+  }
+
+  /** A job's finish in a transaction that locks its build and reads its jobs (see `finish`). */
+  function finishLocking(
+    job: { id: number; build_id: number; name: string },
+    owner: string,
+    outcome: { status: 'success' | 'fail'; duration_s: number; text: string },
+  ): Promise<Settled | undefined> {
+    const finishJob = (on: AppDb) =>
+      on
+        .update(jobs)
+        .set({
+          status: outcome.status,
+          duration_s: sql`${sql.placeholder('duration')}`,
+          logs: sql`${jobs.logs} || ${textParam}`,
+          finished_at: now(),
+          ...releaseLease,
+        })
+        .where(and(eq(jobs.id, idParam), eq(jobs.lease_owner, ownerParam), eq(jobs.status, 'running')))
+        .returning({ id: jobs.id });
+    const values = { id: job.id, owner, duration: outcome.duration_s, text: outcome.text };
+    const finishing = database.transaction(function* (tx) {
+      // The statements go together (src/db/transaction.ts's `steps`): on PostgreSQL BEGIN, two statements, the
+      // writes settle makes, COMMIT: four round trips where one statement at a time took eight. The order is the
+      // same as one at a time: the build's row is locked first (by its log's write), then the job is finished if
+      // still held, and the build's current jobs are read (each statement of a connection runs after the one
+      // before it, and reads what committed before it started: under the lock). A job no longer held rolls the
+      // log's write back: nothing written, as before.
+      let locked: { status: BuildStatusValue; started_at: Date | null }[];
+      let rows: JobRows;
+      if (dialect === 'pg') {
+        // One statement finishes the job and reads the build's jobs (a data-modifying WITH; its SELECT sees the
+        // jobs as they were when the statement started, so this job's new status and duration are put in here).
+        const finished = tx.$with('finished').as(finishJob(tx));
+        const read = tx
+          .with(finished)
+          .select({ ...stateColumns, finished: sql<number>`(select count(*) from ${finished})`.mapWith(Number) })
+          .from(jobs)
+          .where(current(job.build_id))
+          .orderBy(asc(jobs.position));
+        // (The job's write has placeholders: the statement runs with their values.)
+        const [lockedRows, readRows] = yield* steps(
+          lockBuildAppending(tx, job.build_id, prefixLines(job.name, outcome.text)),
+          read.prepare('usine_job_finish_read').execute(values),
+        );
+        if (!readRows.some((row) => row.finished > 0)) throw new NotHeld();
+        locked = lockedRows;
+        rows = readRows.map(({ finished: _finished, ...row }) => (row.id === job.id ? { ...row, status: outcome.status, duration_s: outcome.duration_s } : row));
+      } else {
+        const [lockedRows, finished, readRows] = yield* steps(
+          lockBuildAppending(tx, job.build_id, prefixLines(job.name, outcome.text)),
+          cached(tx, `usine_job_finish_${outcome.status}`, finishJob, values),
+          cached(tx, 'usine_job_current', (on) => on.select(stateColumns).from(jobs).where(and(eq(jobs.build_id, idParam), eq(jobs.retried, false))).orderBy(asc(jobs.position)), {
+            id: job.build_id,
+          }),
+        );
+        if (finished.length === 0) throw new NotHeld();
+        locked = lockedRows;
+        rows = readRows;
+      }
+      const build = locked[0];
+      if (!build) throw new NotHeld();
+      return yield* settle(tx, job.build_id, build, [{ name: job.name, from: 'running', to: outcome.status }], rows);
+    });
+    return finishing.catch((error: unknown) => {
+      if (error instanceof NotHeld) return undefined;
+      throw error;
+    });
+}
+
   /**
    * Running jobs being canceled: the lease released, `duration_s` what they ran in simulated seconds (the database's
    * time since `started_at` over the time scale; 0 at scale 0), a log line. Their workers see the status and stop.
@@ -887,6 +1009,27 @@ export function createJobsRepository(database: Database) {
       return yield* act(tx, job, rows, build);
     });
   }
+}
+
+/**
+ * What a change of a build's jobs leads to, from its current jobs (`rows`, the change applied): the jobs released or
+ * skipped, the build's status, and when it is over, its `duration_s` (the longest chain of jobs, in simulated seconds)
+ * and its last log line. Pure: the locking transaction and the one-statement finish both write what it says.
+ */
+export function settlement(
+  rows: readonly (JobState & { duration_s: number | null; started_at: Date | null })[],
+  build: { started_at: Date | null },
+): { changes: JobChange[]; derived: BuildState; over?: { duration_s: number; line: string } } {
+  const changes = advance(rows);
+  const after = new Map(changes.map((change) => [change.name, change.to]));
+  const states = rows.map((row) => ({ ...row, status: after.get(row.name) ?? row.status }));
+  const started = build.started_at !== null || rows.some((row) => row.started_at !== null);
+  const derived = buildStatusOf(states, started);
+  if (!derived.over) return { changes, derived };
+  const duration_s = criticalPathSeconds(states.filter((job) => job.status !== 'skipped'));
+  const failedAllowed = states.filter((job) => job.status === 'fail' && job.allow_failure).map((job) => job.name);
+  const warning = failedAllowed.length > 0 ? ` (with warnings: ${failedAllowed.join(', ')} failed, allowed to fail)` : '';
+  return { changes, derived, over: { duration_s, line: `Build finished: ${derived.status} in ${duration_s} s${warning}\n` } };
 }
 
 /** Earlier changes of a write followed by those advance() made, one entry per job (its first and last status). */

@@ -57,10 +57,10 @@ describe('job_status_count under concurrency (pg)', () => {
     const [owner, claimer] = [candidates[partner], candidates[first]];
     if (!owner || !claimer || first === partner) throw new Error(`no two backends share a slot: ${pids.join(', ')}`);
 
-    // A build of 20 jobs: two of them, k and j, have ids 16 apart (were the slot the job's id % 16, as 0008's is the
+    // A build of 20 jobs (16 of them queued for claims): two of them, k and j, have ids 16 apart (were the slot the job's id % 16, as 0008's is the
     // build's, they would share it too).
     await owner`insert into jobs (build_id, position, name, stage, needs, "when", allow_failure, spec, status)
-      select ${builds[0] ?? 0}, 10 + i, 'extra ' || i, 'test', '[]', 'on_success', false, '{}', 'created' from generate_series(1, 16) as i`;
+      select ${builds[0] ?? 0}, 10 + i, 'extra ' || i, 'test', '[]', 'on_success', false, '{}', 'queued' from generate_series(1, 16) as i`;
     const ids = await jobIdsOf(owner, builds[0]);
     const k = ids[0];
     const j = ids.find((id) => id !== k && id % 16 === (k ?? 0) % 16);
@@ -70,7 +70,7 @@ describe('job_status_count under concurrency (pg)', () => {
     await owner.begin(async (tx) => {
       await tx`select id from builds where id = ${builds[0] ?? 0} for update`;
       await tx`update jobs set status = 'canceled' where id = ${k}`;
-      claimed = claimer`update jobs set status = 'running' where id = ${j}`.then(() => 'claimed');
+      claimed = claimer`update jobs set status = 'running' where id = ${j} and status = 'queued'`.then(() => 'claimed');
       // Long enough for the claim to take j's row (and, were the count row locked at once, to wait for it).
       await new Promise((resolve) => setTimeout(resolve, 300));
       await tx`update jobs set status = 'skipped' where id = ${j}`;

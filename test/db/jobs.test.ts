@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
+import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, type Database } from '../../src/db/client.js';
 import { runMigrations } from '../../src/db/migrate.js';
@@ -304,6 +305,106 @@ describe(`jobs repository (${testDb})`, () => {
     const again = await claim('w2');
     expect(again).toMatchObject({ id: a.id, claims: 1 });
     await jobs.finish(again, 'w2', { status: 'success', duration_s: 1, text: '' });
+  });
+
+  /** Runs `work`, counting the transactions the repository runs meanwhile (the database object's own, wrapped). */
+  async function countingTransactions<T>(work: () => Promise<T>): Promise<{ result: T; transactions: number }> {
+    const original = database.transaction;
+    let transactions = 0;
+    database.transaction = (script) => {
+      transactions++;
+      return original(script);
+    };
+    try {
+      return { result: await work(), transactions };
+    } finally {
+      database.transaction = original;
+    }
+  }
+
+  const versionOf = async (buildId: number) =>
+    (await database.db.select({ version: database.tables.builds.jobs_version }).from(database.tables.builds).where(eq(database.tables.builds.id, buildId)))[0]?.version;
+
+  it("counts in the build's jobs_version every change of its jobs a finish depends on, not a claim nor a hand-back", async () => {
+    const buildId = await buildOf({ stages: ['build', 'test'], jobs: { a: { stage: 'build' }, b: { stage: 'test' } } });
+    expect(await versionOf(buildId)).toBe(0);
+    const a = await claim('w');
+    expect(await versionOf(buildId)).toBe(0);
+    expect(await jobs.release(a, 'w', 'shutting down\n')).toBe(true);
+    expect(await versionOf(buildId)).toBe(0);
+    const again = await claim('w');
+    // a: running → success, b: created → queued.
+    await jobs.finish(again, 'w', { status: 'success', duration_s: 1, text: '' });
+    expect(await versionOf(buildId)).toBe(2);
+    const b = await claim('w');
+    await jobs.finish(b, 'w', { status: 'fail', duration_s: 1, text: '' });
+    expect(await versionOf(buildId)).toBe(3);
+    // A retry: the old attempt steps aside (retried), the new one is queued.
+    expect(await jobs.retryJob(b.id)).toMatchObject({ outcome: 'done' });
+    expect(await versionOf(buildId)).toBe(4);
+    // Nothing left queued for the next tests' claims.
+    expect(await jobs.cancelBuild(buildId, 'done\n', 0)).toMatchObject({ status: 'canceled' });
+  });
+
+  it('finishes a job in one statement on PostgreSQL when nothing changed since its claim, and in a transaction when something did', async () => {
+    const buildId = await buildOf({
+      stages: ['build', 'join'],
+      jobs: { left: { stage: 'build' }, right: { stage: 'build' }, join: { stage: 'join', needs: ['left', 'right'] } },
+    });
+    const left = await claim('left-worker');
+    const right = await claim('right-worker');
+    // right finishes first: what left's claim read of the build (right running) no longer holds when left finishes.
+    const first = await countingTransactions(() => jobs.finish(right, 'right-worker', { status: 'success', duration_s: 2, text: 'right done\n' }));
+    expect(first.result?.changes).toEqual([{ name: 'right', from: 'running', to: 'success' }]);
+    expect(first.transactions).toBe(testDb === 'pg' ? 0 : 1);
+    const second = await countingTransactions(() => jobs.finish(left, 'left-worker', { status: 'success', duration_s: 1, text: 'left done\n' }));
+    expect(second.result?.changes).toEqual([
+      { name: 'left', from: 'running', to: 'success' },
+      { name: 'join', from: 'created', to: 'queued' },
+    ]);
+    expect(second.transactions).toBe(1);
+    // join's claim read the build as it is: its finish, the build's last, is one statement again, and ends the build.
+    const join = await claim('w');
+    const last = await countingTransactions(() => jobs.finish(join, 'w', { status: 'success', duration_s: 3, text: 'joined\n' }));
+    expect(last.result).toMatchObject({ status: 'success', build_changed: true, warning: false, changes: [{ name: 'join', from: 'running', to: 'success' }] });
+    expect(last.transactions).toBe(testDb === 'pg' ? 0 : 1);
+    const build = await buildRow(buildId);
+    expect(build).toMatchObject({ status: 'success', duration_s: 5 });
+    expect(build.finished_at).toBeInstanceOf(Date);
+    expect(build.logs).toMatch(/\[right\] right done\n[^]*\[left\] left done\n[^]*\[join\] joined\nBuild finished: success in 5 s\n$/);
+    const joinRow = await jobs.findById(join.id);
+    expect(joinRow).toMatchObject({ status: 'success', duration_s: 3, lease_owner: null, lease_expires_at: null });
+    expect(joinRow?.logs).toMatch(/joined\n$/);
+    expect(joinRow?.finished_at).toBeInstanceOf(Date);
+  });
+
+  it('writes nothing in one statement for a job no longer held, and skips what a failure skips', async () => {
+    const buildId = await buildOf({ stages: ['build', 'test', 'deploy'], jobs: { a: { stage: 'build' }, b: { stage: 'test' }, c: { stage: 'deploy' } } });
+    const a = await claim('w');
+    expect(await jobs.finish(a, 'someone-else', { status: 'success', duration_s: 1, text: 'not mine\n' })).toBeUndefined();
+    expect(await statuses(buildId)).toEqual({ a: 'running', b: 'created', c: 'created' });
+    expect((await buildRow(buildId)).logs).not.toContain('not mine');
+    const failed = await countingTransactions(() => jobs.finish(a, 'w', { status: 'fail', duration_s: 1, text: 'broken\n' }));
+    expect(failed.transactions).toBe(testDb === 'pg' ? 0 : 1);
+    expect(failed.result).toMatchObject({ status: 'fail', build_changed: true });
+    expect(await statuses(buildId)).toEqual({ a: 'fail', b: 'skipped', c: 'skipped' });
+    const skipped = (await jobs.listForBuild(buildId)).filter((job) => job.status === 'skipped');
+    expect(skipped.every((job) => job.finished_at instanceof Date)).toBe(true);
+    expect(await buildRow(buildId)).toMatchObject({ status: 'fail', duration_s: 1 });
+  });
+
+  it("appends to a job's log and its build's and reads the build's back, only while the job is held", async () => {
+    const buildId = await buildOf({ stages: ['build'], jobs: { pack: { stage: 'build' } } });
+    const pack = await claim('w');
+    expect(await jobs.appendLogAndRead(pack, 'other', 'not mine\n')).toBeUndefined();
+    const log = await jobs.appendLogAndRead(pack, 'w', 'packing\n');
+    expect(log).toBe((await buildRow(buildId)).logs);
+    expect(log).toMatch(/\[pack\] packing\n$/);
+    expect(log).not.toContain('not mine');
+    expect((await jobs.findById(pack.id))?.logs).toMatch(/\npacking\n$/);
+    await jobs.finish(pack, 'w', { status: 'success', duration_s: 1, text: '' });
+    expect(await jobs.appendLogAndRead(pack, 'w', 'late\n')).toBeUndefined();
+    expect((await buildRow(buildId)).logs).not.toContain('late');
   });
 
   it('prefixes every line of a job in the build log with its name', () => {

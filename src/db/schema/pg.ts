@@ -55,6 +55,9 @@ export const builds = pgTable(
     lease_owner: text('lease_owner'),
     lease_expires_at: timestamp('lease_expires_at', { withTimezone: true, mode: 'date' }),
     attempts: integer('attempts').notNull().default(0),
+    // Counts the changes of its jobs' statuses that a finish's outcome depends on (a trigger keeps it: migration 0013):
+    // a worker that read it at its claim finishes in one statement if it is unchanged (src/repositories/jobs.ts).
+    jobs_version: integer('jobs_version').notNull().default(0),
     idempotency_key: text('idempotency_key'),
     // Who sent the Idempotency-Key: a key is the caller's own (as payment APIs scope them), so another user's same key
     // neither answers this build nor stops theirs. No foreign key: user ids are never reused (identity/AUTOINCREMENT), so
