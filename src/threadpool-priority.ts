@@ -31,15 +31,16 @@ function threadCpuMs(): Map<number, number> | undefined {
  * nothing and returns 0).
  *
  * Node names no thread, so the pool's are found by their work: as many CPU-bound tasks as the pool has threads are
- * queued together (about 50 ms of CPU each, once, at start-up), and the threads that ran them are the pool. Returns how many
- * threads were changed.
+ * queued together (about 55 ms of CPU each on Node 26, 85 on Node 20, once, at start-up), and the threads that gained
+ * at least 20 ms (two clock ticks) are the pool. (At 150,000 iterations Node 26 took 20 ms: at times no thread
+ * counted.) Returns how many threads were changed.
  */
 export async function lowerThreadPoolPriority(nice: number, poolSize = Number(process.env.UV_THREADPOOL_SIZE) || 4): Promise<number> {
   if (nice <= 0) return 0;
   const before = threadCpuMs();
   if (!before) return 0;
   const work = promisify(pbkdf2);
-  await Promise.all(Array.from({ length: poolSize }, (_, index) => work(`probe-${index}`, 'usine', 150_000, 32, 'sha256')));
+  await Promise.all(Array.from({ length: poolSize }, (_, index) => work(`probe-${index}`, 'usine', 400_000, 32, 'sha256')));
   const after = threadCpuMs() ?? new Map<number, number>();
   let changed = 0;
   for (const [id, ms] of after) {
