@@ -18,7 +18,6 @@ import { parseDatabaseUrl } from '../src/config.js';
 import { createDatabase } from '../src/db/client.js';
 import { defaultPipeline } from '../src/pipelines/default.js';
 import { resolvePipeline } from '../src/pipelines/resolve.js';
-import { createArtifactsRepository } from '../src/repositories/artifacts.js';
 import { createJobsRepository } from '../src/repositories/jobs.js';
 import { migrate, scratchDatabase } from './database.js';
 import { groupCpuMs } from './process-group-cpu.js';
@@ -55,7 +54,7 @@ try {
 
   // Each repository call's count and wall time (what a worker waits for).
   const calls = new Map<string, { count: number; ms: number }>();
-  for (const name of ['claimNext', 'finish', 'appendLog', 'appendLogAndRead', 'renewLease'] as const) {
+  for (const name of ['claimNext', 'finish', 'appendLog', 'buildLog', 'renewLease'] as const) {
     const original = (jobs[name] as (...args: unknown[]) => Promise<unknown>).bind(jobs);
     (jobs as Record<string, unknown>)[name] = async (...args: unknown[]) => {
       const started = performance.now();
@@ -80,7 +79,6 @@ try {
       maxAttempts: 3,
       drainMs: 1000,
       jobs,
-      artifacts: createArtifactsRepository(database),
       events: createLocalEventBus(),
       log: pino({ level: 'warn' }),
     });

@@ -34,7 +34,6 @@ export default fp(
       drainMs: config.BUILD_DRAIN_S * 1000,
       seed: config.BUILD_SEED,
       jobs: fastify.jobsRepository,
-      artifacts: fastify.artifactsRepository,
       events,
       databaseAvailable: () => fastify.databaseAvailability.available,
       log: fastify.log.child({ component: 'build-workers' }),

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyBaseLogger } from 'fastify';
-import type { ArtifactsRepository } from '../repositories/artifacts.js';
-import type { ClaimedBuild, ClaimedJob, JobActionResult, JobsRepository, Settled } from '../repositories/jobs.js';
+import type { NewArtifact } from '../repositories/artifacts.js';
+import { prefixLines, type ClaimedBuild, type ClaimedJob, type JobActionResult, type JobsRepository, type Settled } from '../repositories/jobs.js';
 import { packArtifact } from './artifact.js';
 import type { BuildEventBus } from './events.js';
 import { jobFinishedLine, planJobRun, randomForJob, type JobRunSubject } from './job-simulator.js';
@@ -21,7 +21,6 @@ export interface JobEngineOptions {
   drainMs: number;
   seed?: string;
   jobs: JobsRepository;
-  artifacts: ArtifactsRepository;
   events: BuildEventBus;
   log: FastifyBaseLogger;
   /** False while the database is known to be down: workers neither claim nor sweep then. */
@@ -255,8 +254,6 @@ export class JobEngine {
       pending = '';
       events.publish({ type: 'changed', build_id: job.build_id, status: 'running' });
     };
-    let savedSha256: string | undefined;
-    let finished = false;
     try {
       const startedAt = Date.now();
       for (const line of plan.lines) {
@@ -275,25 +272,21 @@ export class JobEngine {
         await sleep(endMs, undefined, { signal: stop.signal });
       }
       if (stop.aborted) throw stop.reason;
+      let artifact: NewArtifact | undefined;
       if (plan.outcome === 'success' && job.spec.artifacts) {
-        // The archive's build.log is the build's log up to here, this job's lines included: the last flush reads it.
-        const buildLog = await jobs.appendLogAndRead(job, owner, pending);
-        if (buildLog === undefined) throw new LeaseLost();
-        pending = '';
-        events.publish({ type: 'changed', build_id: job.build_id, status: 'running' });
+        // The archive's build.log is the build's log up to here: as written so far, and this job's lines not yet
+        // flushed, as the finish will append them. The file is stored by the finish itself, in the same write.
         const packed = packArtifact({
           build: { id: job.build_id, ...build },
           project: { id: build.project_id, name: build.project_name, repo: build.project_repo },
           duration_s: plan.duration_s,
-          log: buildLog,
+          log: (await jobs.buildLog(job.build_id)) + prefixLines(job.name, pending),
           builtBy: owner,
           now: new Date(),
         });
         // The default pipeline's `package` job stores the build's artifact under the name builds always had; any
         // other job's artifact is named after the job too, so that several jobs of one build keep one each.
-        const artifact = job.spec.job === 'package' ? packed : { ...packed, name: jobArtifactName(packed.name, job.name) };
-        await this.options.artifacts.save(job.build_id, artifact, job.id);
-        savedSha256 = artifact.sha256;
+        artifact = job.spec.job === 'package' ? packed : { ...packed, name: jobArtifactName(packed.name, job.name) };
         pending += `Artifact ${artifact.name}: ${artifact.size_bytes} bytes, sha256 ${artifact.sha256}\n`;
       }
       if (stop.aborted) throw stop.reason;
@@ -301,9 +294,9 @@ export class JobEngine {
         status: plan.outcome,
         duration_s: plan.duration_s,
         text: pending + jobFinishedLine(plan.outcome, plan.duration_s),
+        artifact,
       });
       if (!settled) return 'lost';
-      finished = true;
       this.options.onJobFinished?.(plan.outcome, plan.duration_s);
       this.publish(settled);
       return 'finished';
@@ -316,11 +309,6 @@ export class JobEngine {
       throw error;
     } finally {
       clearInterval(renewal);
-      if (savedSha256 !== undefined && !finished) {
-        await this.options.artifacts.discardUnlessSucceeded(job.build_id, savedSha256).catch((error: unknown) => {
-          log.warn({ err: error, job_id: job.id }, 'could not discard the artifact of an unfinished job');
-        });
-      }
     }
   }
 

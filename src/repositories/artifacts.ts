@@ -1,6 +1,5 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
-import { qualified } from '../db/qualified.js';
 
 export interface NewArtifact {
   name: string;
@@ -11,10 +10,39 @@ export interface NewArtifact {
 }
 
 /**
+ * Stores an artifact of a build (placeholders `build_id`, `job_id`, `name`, `content_type`, `content`, `size_bytes`,
+ * `sha256`), or replaces the build's file of that name: a job's new attempt stores the file again under the same name,
+ * and it is that attempt's now. On the connection given: the repository's, or a transaction's (a job's finish).
+ */
+export function artifactUpsert(on: Database['db'], { artifacts }: Database['tables']) {
+  return on
+    .insert(artifacts)
+    .values({
+      build_id: sql.placeholder('build_id'),
+      job_id: sql.placeholder('job_id'),
+      name: sql.placeholder('name'),
+      content_type: sql.placeholder('content_type'),
+      content: sql.placeholder('content'),
+      size_bytes: sql.placeholder('size_bytes'),
+      sha256: sql.placeholder('sha256'),
+    })
+    .onConflictDoUpdate({
+      target: [artifacts.build_id, artifacts.name],
+      set: {
+        job_id: sql`excluded.job_id`,
+        content_type: sql`excluded.content_type`,
+        content: sql`excluded.content`,
+        size_bytes: sql`excluded.size_bytes`,
+        sha256: sql`excluded.sha256`,
+      },
+    });
+}
+
+/**
  * Artifacts live in the database (they are a few kilobytes), so every replica serves them without shared storage.
  * Only a successful build's artifacts are visible under the build, and a successful job's under the job (`job_id`,
- * the job that stored it): a worker stores the file before it marks the job successful, and a job that never gets
- * there (lost lease, cancel) keeps its row hidden.
+ * the job that stored it): a worker stores a job's file in the write that marks the job successful (the job
+ * repository's finish), and a build that does not succeed keeps its rows hidden.
  */
 export function createArtifactsRepository({ db, tables }: Database) {
   const { artifacts, builds, jobs } = tables;
@@ -30,29 +58,7 @@ export function createArtifactsRepository({ db, tables }: Database) {
   const ofSuccessfulJob = (jobId: number) => and(eq(artifacts.job_id, jobId), eq(jobs.status, 'success'));
 
   // Prepared once: every successful build stores one, and building the upsert cost more than running it.
-  const saveStatement = db
-    .insert(artifacts)
-    .values({
-      build_id: sql.placeholder('build_id'),
-      job_id: sql.placeholder('job_id'),
-      name: sql.placeholder('name'),
-      content_type: sql.placeholder('content_type'),
-      content: sql.placeholder('content'),
-      size_bytes: sql.placeholder('size_bytes'),
-      sha256: sql.placeholder('sha256'),
-    })
-    .onConflictDoUpdate({
-      target: [artifacts.build_id, artifacts.name],
-      set: {
-        // A job's new attempt stores the file again under the same name: it is that attempt's now.
-        job_id: sql`excluded.job_id`,
-        content_type: sql`excluded.content_type`,
-        content: sql`excluded.content`,
-        size_bytes: sql`excluded.size_bytes`,
-        sha256: sql`excluded.sha256`,
-      },
-    })
-    .prepare('usine_artifact_save');
+  const saveStatement = artifactUpsert(db, tables).prepare('usine_artifact_save');
 
   return {
     /**
@@ -61,22 +67,6 @@ export function createArtifactsRepository({ db, tables }: Database) {
      */
     async save(buildId: number, artifact: NewArtifact, jobId: number | null = null): Promise<void> {
       await saveStatement.execute({ build_id: buildId, job_id: jobId, ...artifact });
-    },
-
-    /**
-     * Deletes the artifact a run stored (identified by its sha256: a take-over's run stores other bytes) unless the
-     * build succeeded, in one statement, so that it cannot remove a file a successful build refers to.
-     */
-    async discardUnlessSucceeded(buildId: number, sha256: string) {
-      await db
-        .delete(artifacts)
-        .where(
-          and(
-            eq(artifacts.build_id, buildId),
-            eq(artifacts.sha256, sha256),
-            sql`not exists (select 1 from ${builds} where ${qualified(builds.id)} = ${buildId} and ${qualified(builds.status)} = 'success')`,
-          ),
-        );
     },
 
     /** Metadata of a successful build's artifacts, by name. */

@@ -2,6 +2,7 @@ import { and, asc, eq, getTableColumns, inArray, lt, sql, type SQL } from 'drizz
 import { alias } from 'drizzle-orm/pg-core';
 import type { AppDb, Database } from '../db/client.js';
 import { qualified } from '../db/qualified.js';
+import { artifactUpsert, type NewArtifact } from './artifacts.js';
 import { step, steps, type Query, type Step } from '../db/transaction.js';
 import { criticalPathSeconds } from '../pipelines/critical-path.js';
 import {
@@ -42,6 +43,14 @@ export interface Settled {
 
 /** The outcome of an action on one job (retry, cancel, play): done, or why not. */
 export type JobActionResult = { outcome: 'done'; job_id: number; settled: Settled } | { outcome: 'not_found' } | { outcome: 'conflict'; status: JobStatus };
+
+/** How a run ended: its status, simulated seconds, last log lines, and the artifact it made (stored with the finish). */
+export interface JobOutcome {
+  status: 'success' | 'fail';
+  duration_s: number;
+  text: string;
+  artifact?: NewArtifact;
+}
 
 /** A job of a build as a claim read it: `[name, needs, when, allow_failure, status, duration_s, started]`. */
 type SnapshotJob = [string, string[], JobState['when'], boolean, JobStatus, number | null, boolean];
@@ -530,24 +539,26 @@ export function createJobsRepository(database: Database) {
      * `owner` holds the job. False when it does not (nothing written).
      */
     async appendLog(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<boolean> {
-      return (await appendJobLog(job, owner, text, false)) !== undefined;
+      return appendJobLog(job, owner, text);
     },
 
-    /** appendLog, and the build's log as it is then (what a job's artifact holds as `build.log`); undefined when not held. */
-    async appendLogAndRead(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<string | undefined> {
-      return appendJobLog(job, owner, text, true);
+    /** The build's log as written so far (what a job's artifact holds as `build.log`, with the job's last lines). */
+    async buildLog(buildId: number): Promise<string> {
+      const rows = await db.select({ logs: builds.logs }).from(builds).where(eq(builds.id, buildId));
+      return rows[0]?.logs ?? '';
     },
 
     /**
      * running → success | fail, with the last log lines, if `owner` still holds the job; then, in the same
      * transaction, the jobs it unblocks are released (or skipped) and the build's status follows. Undefined when the
-     * job was no longer held (canceled, taken over): nothing written. On PostgreSQL a job claimed with its build's
-     * snapshot is finished in one statement when nothing changed since (finishAtOnce), else in a transaction.
+     * job was no longer held (canceled, taken over): nothing written. The job's artifact, if it made one, is stored in
+     * the same write. On PostgreSQL a job claimed with its build's snapshot is finished in one statement when nothing
+     * changed since (finishAtOnce), else in a transaction.
      */
     async finish(
       job: { id: number; build_id: number; name: string; snapshot?: JobsSnapshot },
       owner: string,
-      outcome: { status: 'success' | 'fail'; duration_s: number; text: string },
+      outcome: JobOutcome,
     ): Promise<Settled | undefined> {
       if (job.snapshot) {
         const settled = await finishAtOnce({ ...job, snapshot: job.snapshot }, owner, outcome);
@@ -772,12 +783,12 @@ export function createJobsRepository(database: Database) {
 
 
   /**
-   * appendLog's write; with `read`, the build's log after it. PostgreSQL: one statement, which locks the build's row
-   * before the job's (the `FOR UPDATE` subquery of the job's WHERE, as in finishAtOnce: the lock order of every
-   * transaction here), appends to the job's log if `owner` holds it, and then to the build's. SQLite: a transaction.
-   * Undefined when the job is not held: nothing written.
+   * appendLog's write. PostgreSQL: one statement, which locks the build's row before the job's (the `FOR UPDATE`
+   * subquery of the job's WHERE, as in finishAtOnce: the lock order of every transaction here), appends to the job's
+   * log if `owner` holds it, and then to the build's. SQLite: a transaction. False when the job is not held: nothing
+   * written.
    */
-  async function appendJobLog(job: { id: number; build_id: number; name: string }, owner: string, text: string, read: boolean): Promise<string | undefined> {
+  async function appendJobLog(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<boolean> {
     const buildText = prefixLines(job.name, text);
     if (dialect === 'pg') {
       const result = await db.execute(sql`
@@ -789,10 +800,10 @@ export function createJobsRepository(database: Database) {
         ), build as (
           update "builds" set "logs" = "logs" || ${buildText}
           where "id" = ${job.build_id} and exists (select 1 from held)
-          returning ${read ? sql`"logs"` : sql`''`} as "logs"
+          returning "id"
         )
-        select "logs" from build`);
-      return (result as unknown as { logs: string }[])[0]?.logs;
+        select count(*)::int as "written" from build`);
+      return ((result as unknown as { written: number }[])[0]?.written ?? 0) > 0;
     }
     try {
       return await database.transaction(function* (tx) {
@@ -812,12 +823,10 @@ export function createJobsRepository(database: Database) {
         );
         // A job no longer held rolls the build's write back.
         if (locked.length === 0 || held.length === 0) throw new NotHeld();
-        if (!read) return '';
-        const rows = yield* step(tx.select({ logs: builds.logs }).from(builds).where(eq(builds.id, job.build_id)));
-        return rows[0]?.logs ?? '';
+        return true;
       });
     } catch (error) {
-      if (error instanceof NotHeld) return undefined;
+      if (error instanceof NotHeld) return false;
       throw error;
     }
   }
@@ -836,11 +845,7 @@ export function createJobsRepository(database: Database) {
    * before the job's row is locked), then jobs. Only a build whose status does not change, or that is over, is done
    * here; the rare rest (a finish that queues a build again) goes to the transaction.
    */
-  async function finishAtOnce(
-    job: { id: number; build_id: number; name: string; snapshot: JobsSnapshot },
-    owner: string,
-    outcome: { status: 'success' | 'fail'; duration_s: number; text: string },
-  ): Promise<Settled | undefined> {
+  async function finishAtOnce(job: { id: number; build_id: number; name: string; snapshot: JobsSnapshot }, owner: string, outcome: JobOutcome): Promise<Settled | undefined> {
     if (dialect !== 'pg') return undefined;
     const rows = job.snapshot.jobs.map((row) => (row.name === job.name ? { ...row, status: outcome.status, duration_s: outcome.duration_s, started_at: new Date(0) } : row));
     const { changes, derived, over } = settlement(rows, { started_at: new Date(0) });
@@ -851,6 +856,19 @@ export function createJobsRepository(database: Database) {
       ? sql`"status" = ${derived.status}, "finished_at" = clock_timestamp(), "duration_s" = ${over.duration_s}, "lease_owner" = null, "lease_expires_at" = null,`
       : sql``;
     const ends = sql`c.to_status in ('skipped', 'canceled')`;
+    // As artifactUpsert (src/repositories/artifacts.ts) writes it: the build's file of that name replaced, if any.
+    const { artifact } = outcome;
+    const storeArtifact = artifact
+      ? sql`, stored as (
+        insert into "artifacts" ("build_id", "job_id", "name", "content_type", "content", "size_bytes", "sha256")
+        select ${job.build_id}::integer, ${job.id}::integer, ${artifact.name}::text, ${artifact.content_type}::text, ${artifact.content}::bytea,
+          ${artifact.size_bytes}::integer, ${artifact.sha256}::text
+        where exists (select 1 from finished)
+        on conflict ("build_id", "name") do update set "job_id" = excluded."job_id", "content_type" = excluded."content_type",
+          "content" = excluded."content", "size_bytes" = excluded."size_bytes", "sha256" = excluded."sha256"
+        returning "id"
+      )`
+      : sql``;
     const result = await db.execute<{ finished: number; released: number }>(sql`
       with finished as (
         update "jobs" set "status" = ${outcome.status}, "duration_s" = ${outcome.duration_s}, "logs" = "logs" || ${outcome.text},
@@ -872,7 +890,7 @@ export function createJobsRepository(database: Database) {
         update "builds" set ${buildWrite} "logs" = "logs" || ${buildText}
         where "id" = ${job.build_id} and exists (select 1 from finished)
         returning "id"
-      )
+      )${storeArtifact}
       select (select count(*) from finished)::int as finished, (select count(*) from released)::int as released, (select count(*) from build)::int as build`);
     const row = (result as unknown as { finished: number; released: number }[])[0];
     if (!row || row.finished === 0) return undefined;
@@ -887,11 +905,7 @@ export function createJobsRepository(database: Database) {
   }
 
   /** A job's finish in a transaction that locks its build and reads its jobs (see `finish`). */
-  function finishLocking(
-    job: { id: number; build_id: number; name: string },
-    owner: string,
-    outcome: { status: 'success' | 'fail'; duration_s: number; text: string },
-  ): Promise<Settled | undefined> {
+  function finishLocking(job: { id: number; build_id: number; name: string }, owner: string, outcome: JobOutcome): Promise<Settled | undefined> {
     const finishJob = (on: AppDb) =>
       on
         .update(jobs)
@@ -946,6 +960,15 @@ export function createJobsRepository(database: Database) {
       }
       const build = locked[0];
       if (!build) throw new NotHeld();
+      if (outcome.artifact) {
+        yield* step(
+          cached(tx, 'usine_job_artifact', (on) => artifactUpsert(on, tables).returning({ id: tables.artifacts.id }), {
+            build_id: job.build_id,
+            job_id: job.id,
+            ...outcome.artifact,
+          }),
+        );
+      }
       return yield* settle(tx, job.build_id, build, [{ name: job.name, from: 'running', to: outcome.status }], rows);
     });
     return finishing.catch((error: unknown) => {

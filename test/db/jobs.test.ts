@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import postgres from 'postgres';
 import { eq } from 'drizzle-orm';
@@ -393,18 +394,40 @@ describe(`jobs repository (${testDb})`, () => {
     expect(await buildRow(buildId)).toMatchObject({ status: 'fail', duration_s: 1 });
   });
 
-  it("appends to a job's log and its build's and reads the build's back, only while the job is held", async () => {
-    const buildId = await buildOf({ stages: ['build'], jobs: { pack: { stage: 'build' } } });
-    const pack = await claim('w');
-    expect(await jobs.appendLogAndRead(pack, 'other', 'not mine\n')).toBeUndefined();
-    const log = await jobs.appendLogAndRead(pack, 'w', 'packing\n');
-    expect(log).toBe((await buildRow(buildId)).logs);
-    expect(log).toMatch(/\[pack\] packing\n$/);
-    expect(log).not.toContain('not mine');
-    expect((await jobs.findById(pack.id))?.logs).toMatch(/\npacking\n$/);
-    await jobs.finish(pack, 'w', { status: 'success', duration_s: 1, text: '' });
-    expect(await jobs.appendLogAndRead(pack, 'w', 'late\n')).toBeUndefined();
-    expect((await buildRow(buildId)).logs).not.toContain('late');
+  it("stores a job's artifact in the write that finishes it, whichever way it goes, and never for a job not held", async () => {
+    const artifactOf = (name: string, text: string) => ({
+      name,
+      content_type: 'application/gzip',
+      content: Buffer.from(text),
+      size_bytes: text.length,
+      sha256: createHash('sha256').update(text).digest('hex'),
+    });
+    const stored = async (buildId: number) =>
+      database.db
+        .select({ name: database.tables.artifacts.name, job_id: database.tables.artifacts.job_id, sha256: database.tables.artifacts.sha256 })
+        .from(database.tables.artifacts)
+        .where(eq(database.tables.artifacts.build_id, buildId));
+    const buildId = await buildOf({ stages: ['build', 'pack'], jobs: { left: { stage: 'build' }, right: { stage: 'build' }, pack: { stage: 'pack' } } });
+    const left = await claim('w1');
+    const right = await claim('w2');
+    // Not held: nothing stored, whichever path the finish takes.
+    expect(await jobs.finish(left, 'someone-else', { status: 'success', duration_s: 1, text: '', artifact: artifactOf('left.tar.gz', 'x') })).toBeUndefined();
+    expect(await stored(buildId)).toEqual([]);
+    // right finishes first: left's snapshot no longer holds, and its finish (with its file) goes through the transaction.
+    const first = await countingTransactions(() => jobs.finish(right, 'w2', { status: 'success', duration_s: 1, text: '', artifact: artifactOf('right.tar.gz', 'right') }));
+    expect(first.transactions).toBe(testDb === 'pg' ? 0 : 1);
+    const second = await countingTransactions(() => jobs.finish(left, 'w1', { status: 'success', duration_s: 1, text: '', artifact: artifactOf('left.tar.gz', 'left') }));
+    expect(second.transactions).toBe(1);
+    const pack = await claim('w3');
+    expect(await jobs.buildLog(buildId)).toBe((await buildRow(buildId)).logs);
+    // A file of a name the build has already is replaced, and is the job's that stored it last.
+    await jobs.finish(pack, 'w3', { status: 'success', duration_s: 1, text: 'packed\n', artifact: artifactOf('left.tar.gz', 'packed') });
+    const files = (await stored(buildId)).sort((a, b) => a.name.localeCompare(b.name));
+    expect(files).toEqual([
+      { name: 'left.tar.gz', job_id: pack.id, sha256: artifactOf('', 'packed').sha256 },
+      { name: 'right.tar.gz', job_id: right.id, sha256: artifactOf('', 'right').sha256 },
+    ]);
+    expect((await buildRow(buildId)).status).toBe('success');
   });
 
   it('prefixes every line of a job in the build log with its name', () => {
