@@ -13,7 +13,7 @@ type Sql = postgres.Sql;
 const STATUSES = ['created', 'queued', 'running', 'success', 'fail', 'canceled', 'skipped', 'manual'] as const;
 
 describe('job_status_count under concurrency (pg)', () => {
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_CONCURRENCY: '0' });
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
   const clients: Sql[] = [];
   const connect = () => {
     const client = postgres(ctx.databaseUrl, { max: 1, onnotice: () => {} });

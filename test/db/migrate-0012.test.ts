@@ -45,7 +45,7 @@ describe(`migration 0012 on a database that already has jobs and artifacts (${te
     expect(old.objects).not.toContain('job_status_count');
 
     // No workers: the queued build stays as it is until canceled below.
-    app = await createServer(testConfig(old.url, { PIPELINE_ENGINE: 'jobs', BUILD_CONCURRENCY: '0' }), { logger: false });
+    app = await createServer(testConfig(old.url, { BUILD_CONCURRENCY: '0' }), { logger: false });
     await app.ready();
     // The retried attempt (unit's first, a failure) is history: not counted.
     expect(await app.jobsRepository.countByStatus()).toEqual({

@@ -95,7 +95,7 @@ function helpers(ctx: TestContext) {
 }
 
 describe(`a job's artifacts (${testDb})`, () => {
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_TIME_SCALE: '0', BUILD_FAIL_RATE: '0' });
+  const ctx = useTestApp({ BUILD_TIME_SCALE: '0', BUILD_FAIL_RATE: '0' });
   const { get, project, finishedBuild, jobsOf, artifactsOf, job } = helpers(ctx);
   let proj: { id: number; name: string; slug: string };
   let build: BuildJson;
@@ -311,7 +311,7 @@ describe(`a job's artifacts (${testDb})`, () => {
 });
 
 describe(`a job's artifacts in a build that failed (${testDb})`, () => {
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_TIME_SCALE: '0', BUILD_FAIL_RATE: '0' });
+  const ctx = useTestApp({ BUILD_TIME_SCALE: '0', BUILD_FAIL_RATE: '0' });
   const { get, project, finishedBuild, artifactsOf, job } = helpers(ctx);
 
   it('keeps the file of a job that succeeded (the build lists none), and has none for the job that failed', async () => {
@@ -337,7 +337,7 @@ describe(`a job's artifacts in a build that failed (${testDb})`, () => {
 });
 
 describe(`the default pipeline's artifact, by job (${testDb})`, () => {
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_TIME_SCALE: '0', BUILD_FAIL_RATE: '0' });
+  const ctx = useTestApp({ BUILD_TIME_SCALE: '0', BUILD_FAIL_RATE: '0' });
   const { get, project, finishedBuild, artifactsOf, job } = helpers(ctx);
 
   it('is the build’s own file, stored by the package job under the build’s name; the other jobs have none', async () => {

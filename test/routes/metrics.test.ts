@@ -512,7 +512,7 @@ const METRICS_PIPELINE = {
 };
 
 describe(`GET /metrics counts jobs by status (${testDb})`, () => {
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_FAIL_RATE: '0' });
+  const ctx = useTestApp({ BUILD_FAIL_RATE: '0' });
 
   it('gives every job status, equal to a count of the jobs table’s current attempts, through runs, a retry, a play and a cancel', async () => {
     const before = await scrape(ctx.app);
@@ -581,7 +581,7 @@ describe(`GET /metrics counts jobs by status (${testDb})`, () => {
 
 describe(`a scrape's cost does not grow with the jobs kept (${testDb})`, () => {
   // No workers: the jobs stay as triggered, and nothing else reads jobs while the table is hidden.
-  const ctx = useTestApp({ PIPELINE_ENGINE: 'jobs', BUILD_CONCURRENCY: '0' });
+  const ctx = useTestApp({ BUILD_CONCURRENCY: '0' });
 
   it('counts queued and waiting jobs, and a canceled build’s, without touching the jobs table', async () => {
     const projectId = await createProject(ctx);
