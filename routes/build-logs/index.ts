@@ -25,7 +25,6 @@ const Offset = Type.Integer({
 
 const LogQuery = Type.Object({ offset: Type.Optional(Offset) });
 
-
 const StatusHeader = Type.Union(
   BUILD_STATUSES.map((status) => Type.Literal(status)),
   { description: "The build's status when the log was read: stop polling once it is success, fail or canceled", examples: ['running'] },

@@ -43,7 +43,6 @@ const LogQuery = Type.Object({
   ),
 });
 
-
 const LogHeaders = {
   'x-job-status': Type.Union(
     JOB_STATUSES.map((status) => Type.Literal(status)),
@@ -133,8 +132,6 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       }
     }
   }
-
-
 
   fastify.get(
     '/builds/:id/jobs',

@@ -12,7 +12,8 @@ export interface NewArtifact {
 /**
  * Stores an artifact of a build (placeholders `build_id`, `job_id`, `name`, `content_type`, `content`, `size_bytes`,
  * `sha256`), or replaces the build's file of that name: a job's new attempt stores the file again under the same name,
- * and it is that attempt's now. On the connection given: the repository's, or a transaction's (a job's finish).
+ * and it is that attempt's now. On the connection given: a job's finish stores its file in the transaction that finishes
+ * it (src/repositories/jobs.ts; its one-statement finish on PostgreSQL writes the same upsert in SQL).
  */
 export function artifactUpsert(on: Database['db'], { artifacts }: Database['tables']) {
   return on
@@ -57,18 +58,7 @@ export function createArtifactsRepository({ db, tables }: Database) {
     and(eq(artifacts.build_id, buildId), eq(builds.status, 'success'));
   const ofSuccessfulJob = (jobId: number) => and(eq(artifacts.job_id, jobId), eq(jobs.status, 'success'));
 
-  // Prepared once: every successful build stores one, and building the upsert cost more than running it.
-  const saveStatement = artifactUpsert(db, tables).prepare('usine_artifact_save');
-
   return {
-    /**
-     * Stores (or, for a build run again after a take-over, replaces) one artifact of a build, and says which job
-     * stored it (none: a build-level file).
-     */
-    async save(buildId: number, artifact: NewArtifact, jobId: number | null = null): Promise<void> {
-      await saveStatement.execute({ build_id: buildId, job_id: jobId, ...artifact });
-    },
-
     /** Metadata of a successful build's artifacts, by name. */
     async listForBuild(buildId: number) {
       return db

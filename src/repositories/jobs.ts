@@ -2,7 +2,6 @@ import { and, asc, eq, getTableColumns, inArray, lt, sql, type SQL } from 'drizz
 import { alias } from 'drizzle-orm/pg-core';
 import type { AppDb, Database } from '../db/client.js';
 import { qualified } from '../db/qualified.js';
-import { artifactUpsert, type NewArtifact } from './artifacts.js';
 import { step, steps, type Query, type Step } from '../db/transaction.js';
 import { criticalPathSeconds } from '../pipelines/critical-path.js';
 import {
@@ -20,6 +19,7 @@ import {
 } from '../pipelines/progress.js';
 import type { JobSpec, ResolvedJob } from '../pipelines/resolve.js';
 import type { BuildStatusValue } from '../schemas/build.js';
+import { artifactUpsert, type NewArtifact } from './artifacts.js';
 
 type Script<R> = Generator<Step, R, unknown>;
 
@@ -52,24 +52,19 @@ export interface JobOutcome {
   artifact?: NewArtifact;
 }
 
-/** A job of a build as a claim read it: `[name, needs, when, allow_failure, status, duration_s, started]`. */
-type SnapshotJob = [string, string[], JobState['when'], boolean, JobStatus, number | null, boolean];
+/** A job of a build as a claim read it: `[name, needs, when, allow_failure, status, duration_s]`. */
+type SnapshotJob = [string, string[], JobState['when'], boolean, JobStatus, number | null];
+
+/** What settlement() needs of a job: its place in the graph, its status, and what it ran. */
+type SettlingJob = JobState & { duration_s: number | null };
 
 /** The build's jobs and their version as the claim's snapshot showed them: what finishAtOnce starts from. */
 export interface JobsSnapshot {
   version: number;
-  jobs: (JobState & { duration_s: number | null; started_at: Date | null })[];
+  jobs: SettlingJob[];
 }
 
-const snapshotJob = ([name, needs, when, allow_failure, status, duration_s, started]: SnapshotJob): JobsSnapshot['jobs'][number] => ({
-  name,
-  needs,
-  when,
-  allow_failure,
-  status,
-  duration_s,
-  started_at: started ? new Date(0) : null,
-});
+const snapshotJob = ([name, needs, when, allow_failure, status, duration_s]: SnapshotJob): SettlingJob => ({ name, needs, when, allow_failure, status, duration_s });
 
 /** One job to plan into a build: its place in the graph and how its run behaves (a ResolvedJob is one). */
 export type JobPlan = Pick<ResolvedJob, 'name' | 'stage' | 'needs' | 'when' | 'allow_failure'> & JobSpec;
@@ -232,7 +227,8 @@ export function createJobsRepository(database: Database) {
     read?: JobRows,
   ): Script<Settled> {
     const rows = read ?? (yield* currentJobs(tx, buildId));
-    const { changes, derived, over } = settlement(rows, build);
+    const started = build.started_at !== null || rows.some((row) => row.started_at !== null);
+    const { changes, derived, over } = settlement(rows, started);
     const writes = changeQueries(tx, buildId, changes);
     const settled: Settled = {
       build_id: buildId,
@@ -424,7 +420,7 @@ export function createJobsRepository(database: Database) {
         // What the one-statement finish starts from (finishAtOnce): the build's jobs and their version, as this
         // statement's snapshot shows them (the claimed job still queued: the finish puts in its own status).
         version: sql<number | null>`(select ${qualified(builds.jobs_version)} from ${builds} where ${qualified(builds.id)} = ${ofClaimed(claimed.build_id)})`,
-        states: sql<SnapshotJob[] | null>`(select json_agg(json_build_array(${qualified(jobs.name)}, ${qualified(jobs.needs)}, ${qualified(jobs.when)}, ${qualified(jobs.allow_failure)}, ${qualified(jobs.status)}, ${qualified(jobs.duration_s)}, ${qualified(jobs.started_at)} is not null) order by ${qualified(jobs.position)}) from ${jobs} where ${qualified(jobs.build_id)} = ${ofClaimed(claimed.build_id)} and not ${qualified(jobs.retried)})`,
+        states: sql<SnapshotJob[] | null>`(select json_agg(json_build_array(${qualified(jobs.name)}, ${qualified(jobs.needs)}, ${qualified(jobs.when)}, ${qualified(jobs.allow_failure)}, ${qualified(jobs.status)}, ${qualified(jobs.duration_s)}) order by ${qualified(jobs.position)}) from ${jobs} where ${qualified(jobs.build_id)} = ${ofClaimed(claimed.build_id)} and not ${qualified(jobs.retried)})`,
       })
       .from(claimed)
       .leftJoin(started, sql`true`)
@@ -781,7 +777,6 @@ export function createJobsRepository(database: Database) {
     },
   };
 
-
   /**
    * appendLog's write. PostgreSQL: one statement, which locks the build's row before the job's (the `FOR UPDATE`
    * subquery of the job's WHERE, as in finishAtOnce: the lock order of every transaction here), appends to the job's
@@ -847,12 +842,12 @@ export function createJobsRepository(database: Database) {
    */
   async function finishAtOnce(job: { id: number; build_id: number; name: string; snapshot: JobsSnapshot }, owner: string, outcome: JobOutcome): Promise<Settled | undefined> {
     if (dialect !== 'pg') return undefined;
-    const rows = job.snapshot.jobs.map((row) => (row.name === job.name ? { ...row, status: outcome.status, duration_s: outcome.duration_s, started_at: new Date(0) } : row));
-    const { changes, derived, over } = settlement(rows, { started_at: new Date(0) });
-    const buildChanged = derived.status !== 'running';
-    if (buildChanged && !over) return undefined;
-    const buildText = prefixLines(job.name, outcome.text) + (buildChanged && over ? over.line : '');
-    const buildWrite = buildChanged && over
+    const rows = job.snapshot.jobs.map((row) => (row.name === job.name ? { ...row, status: outcome.status, duration_s: outcome.duration_s } : row));
+    // The build started with this job's claim at the latest; until it is over it stays `running`, so the only change
+    // of its status a finish can make here is its end.
+    const { changes, derived, over } = settlement(rows, true);
+    const buildText = prefixLines(job.name, outcome.text) + (over?.line ?? '');
+    const buildWrite = over
       ? sql`"status" = ${derived.status}, "finished_at" = clock_timestamp(), "duration_s" = ${over.duration_s}, "lease_owner" = null, "lease_expires_at" = null,`
       : sql``;
     const ends = sql`c.to_status in ('skipped', 'canceled')`;
@@ -866,10 +861,9 @@ export function createJobsRepository(database: Database) {
         where exists (select 1 from finished)
         on conflict ("build_id", "name") do update set "job_id" = excluded."job_id", "content_type" = excluded."content_type",
           "content" = excluded."content", "size_bytes" = excluded."size_bytes", "sha256" = excluded."sha256"
-        returning "id"
       )`
       : sql``;
-    const result = await db.execute<{ finished: number; released: number }>(sql`
+    const result = await db.execute(sql`
       with finished as (
         update "jobs" set "status" = ${outcome.status}, "duration_s" = ${outcome.duration_s}, "logs" = "logs" || ${outcome.text},
           "finished_at" = clock_timestamp(), "lease_owner" = null, "lease_expires_at" = null
@@ -885,19 +879,16 @@ export function createJobsRepository(database: Database) {
           as c(name text, from_status text, to_status text)
         where "jobs"."build_id" = ${job.build_id} and not "jobs"."retried" and "jobs"."name" = c.name and "jobs"."status" = c.from_status
           and exists (select 1 from finished)
-        returning "jobs"."id"
       ), build as (
         update "builds" set ${buildWrite} "logs" = "logs" || ${buildText}
         where "id" = ${job.build_id} and exists (select 1 from finished)
-        returning "id"
       )${storeArtifact}
-      select (select count(*) from finished)::int as finished, (select count(*) from released)::int as released, (select count(*) from build)::int as build`);
-    const row = (result as unknown as { finished: number; released: number }[])[0];
-    if (!row || row.finished === 0) return undefined;
+      select count(*)::int as "finished" from finished`);
+    if (((result as unknown as { finished: number }[])[0]?.finished ?? 0) === 0) return undefined;
     return {
       build_id: job.build_id,
       status: derived.status,
-      build_changed: buildChanged,
+      build_changed: over !== undefined,
       warning: derived.warning,
       changes: mergeChanges([{ name: job.name, from: 'running', to: outcome.status }], changes),
       stopped: [],
@@ -975,7 +966,7 @@ export function createJobsRepository(database: Database) {
       if (error instanceof NotHeld) return undefined;
       throw error;
     });
-}
+  }
 
   /**
    * Running jobs being canceled: the lease released, `duration_s` what they ran in simulated seconds (the database's
@@ -1035,18 +1026,14 @@ export function createJobsRepository(database: Database) {
 }
 
 /**
- * What a change of a build's jobs leads to, from its current jobs (`rows`, the change applied): the jobs released or
- * skipped, the build's status, and when it is over, its `duration_s` (the longest chain of jobs, in simulated seconds)
+ * What a change of a build's jobs leads to, from its current jobs (`rows`, the change applied) and whether a job of it
+ * was ever claimed (`started`): the jobs released or skipped, the build's status, and when it is over, its `duration_s` (the longest chain of jobs, in simulated seconds)
  * and its last log line. Pure: the locking transaction and the one-statement finish both write what it says.
  */
-export function settlement(
-  rows: readonly (JobState & { duration_s: number | null; started_at: Date | null })[],
-  build: { started_at: Date | null },
-): { changes: JobChange[]; derived: BuildState; over?: { duration_s: number; line: string } } {
+function settlement(rows: readonly SettlingJob[], started: boolean): { changes: JobChange[]; derived: BuildState; over?: { duration_s: number; line: string } } {
   const changes = advance(rows);
   const after = new Map(changes.map((change) => [change.name, change.to]));
   const states = rows.map((row) => ({ ...row, status: after.get(row.name) ?? row.status }));
-  const started = build.started_at !== null || rows.some((row) => row.started_at !== null);
   const derived = buildStatusOf(states, started);
   if (!derived.over) return { changes, derived };
   const duration_s = criticalPathSeconds(states.filter((job) => job.status !== 'skipped'));

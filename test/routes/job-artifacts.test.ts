@@ -231,7 +231,7 @@ describe(`a job's artifacts (${testDb})`, () => {
   });
 
   it('shows nothing of a job that has not succeeded, even if a file of its name is stored', async () => {
-    // The manual job has not run; a file stored for it (as a worker stores one before it finishes the job) stays hidden.
+    // The manual job has not run; a file stored for it anyway (straight in the database) stays hidden.
     const release = job(jobs, 'release');
     const packed = packArtifact({
       build: { id: build.id, number: build.number, branch: 'main', commit_sha: SHA, triggered_by: null, retry_of: null, created_at: new Date(), started_at: null },
@@ -241,7 +241,8 @@ describe(`a job's artifacts (${testDb})`, () => {
       builtBy: 'test',
       now: new Date(),
     });
-    await ctx.app.artifactsRepository.save(build.id, { ...packed, name: 'release.tar.gz' }, release.id);
+    const { database } = ctx.app;
+    await database.db.insert(database.tables.artifacts).values({ build_id: build.id, job_id: release.id, ...packed, name: 'release.tar.gz' });
     expect(await artifactsOf(release.id)).toEqual([]);
     expectNotFound(await get(`/jobs/${release.id}/artifacts/release.tar.gz`), `Job ${release.id} (release) is manual: only successful jobs have artifacts`);
   });
