@@ -8,6 +8,7 @@ import postgres from 'postgres';
 import type { DatabaseConfig } from '../config.js';
 import * as pgSchema from './schema/pg.js';
 import * as sqliteSchema from './schema/sqlite.js';
+import { retryingDeadlocks } from './deadlocks.js';
 import { allSync, driveAsync, driveSync, type TransactionScript } from './transaction.js';
 
 /**
@@ -174,7 +175,8 @@ function createPostgres(url: string, { connectTimeoutS = 5, poolMax = 10 }: Conn
     nowPlus: (ms) => sql`(clock_timestamp() + ${Math.round(ms)} * interval '1 millisecond')`,
     lower: (value) => sql`lower(${value})`,
     // Drizzle's transaction object is the same query builder, bound to the transaction's connection.
-    transaction: (script) => transactionDb.transaction((tx) => driveAsync(script(tx as unknown as AppDb))),
+    // Run again when PostgreSQL failed it to break a deadlock (./deadlocks.ts): a script is safe to run again.
+    transaction: (script) => retryingDeadlocks(() => transactionDb.transaction((tx) => driveAsync(script(tx as unknown as AppDb)))),
     notifications: {
       listen: async (channel, onPayload) => {
         const { unlisten } = await client.listen(channel, onPayload);

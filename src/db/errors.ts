@@ -54,6 +54,12 @@ export const isDatabaseUnavailable = (error: unknown) =>
   isClosedSqliteHandle(error) ||
   hasCode(error, [...CONNECTION_FAILURES, 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'SQLITE_BUSY']);
 
+/**
+ * PostgreSQL broke a cycle of transactions waiting on one another's locks by failing this one (40P01): nothing it did
+ * was kept, and running it again is safe (src/db/deadlocks.ts).
+ */
+export const isDeadlock = (error: unknown) => hasCode(error, ['40P01']);
+
 export const isNotNullViolation = (error: unknown) => hasCode(error, ['23502', 'SQLITE_CONSTRAINT_NOTNULL']);
 
 /** PostgreSQL refused a character its text type cannot hold (NUL, or bytes invalid in the database encoding). */

@@ -1,6 +1,7 @@
 import { and, asc, eq, getTableColumns, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import type { AppDb, Database } from '../db/client.js';
+import { isDeadlock } from '../db/errors.js';
 import { qualified } from '../db/qualified.js';
 import { step, steps, type Query, type Step } from '../db/transaction.js';
 import { criticalPathSeconds } from '../pipelines/critical-path.js';
@@ -557,7 +558,11 @@ export function createJobsRepository(database: Database) {
       outcome: JobOutcome,
     ): Promise<Settled | undefined> {
       if (job.snapshot) {
-        const settled = await finishAtOnce({ ...job, snapshot: job.snapshot }, owner, outcome);
+        // A deadlock failed the statement, which wrote nothing: the locking transaction (retried on deadlocks) takes over.
+        const settled = await finishAtOnce({ ...job, snapshot: job.snapshot }, owner, outcome).catch((error: unknown) => {
+          if (isDeadlock(error)) return undefined;
+          throw error;
+        });
         if (settled) return settled;
       }
       return finishLocking(job, owner, outcome);

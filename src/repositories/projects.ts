@@ -1,8 +1,7 @@
 import { asc, count, eq, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
+import { retryingDeadlocks } from '../db/deadlocks.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { qualified } from '../db/qualified.js';
-import type { BuildStatusValue } from '../schemas/build.js';
 
 export interface ProjectListQuery {
   page: number;
@@ -24,16 +23,15 @@ export type ProjectChanges = Partial<NewProject>;
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (char) => `\\${char}`);
 
 export function createProjectsRepository({ db, tables, lower }: Database) {
-  const { projects, builds } = tables;
+  const { projects } = tables;
 
-  // Derived on read rather than stored: it can never disagree with the builds table.
-  const lastBuildStatus = sql<BuildStatusValue | null>`(select ${qualified(builds.status)} from ${builds} where ${qualified(builds.project_id)} = ${qualified(projects.id)} order by ${qualified(builds.number)} desc limit 1)`;
   const projectFields = {
     id: projects.id,
     name: projects.name,
     repo: projects.repo,
     default_branch: projects.default_branch,
-    last_build_status: lastBuildStatus,
+    // Stored, kept by triggers on builds (migration 0014): a page of projects reads no builds.
+    last_build_status: projects.last_build_status,
     created_at: projects.created_at,
     updated_at: projects.updated_at,
   };
@@ -45,7 +43,7 @@ export function createProjectsRepository({ db, tables, lower }: Database) {
 
   // The hot reads, built and prepared once: Drizzle's query building cost more than the queries themselves.
   const byId = db.select(projectFields).from(projects).where(eq(projects.id, sql.placeholder('id'))).prepare('usine_project_by_id');
-  /** Without the derived last_build_status: what the build engine and triggers need. */
+  /** Name, repository and default branch: what the build engine and triggers need. */
   const plainById = db
     .select({ id: projects.id, name: projects.name, repo: projects.repo, default_branch: projects.default_branch })
     .from(projects)
@@ -94,7 +92,7 @@ export function createProjectsRepository({ db, tables, lower }: Database) {
       return rows[0];
     },
 
-    /** Name, repository and default branch only (no last_build_status subquery): for triggers and the build engine. */
+    /** Name, repository and default branch only: for triggers and the build engine. */
     async findPlainById(id: number) {
       const rows = await plainById.execute({ id });
       return rows[0];
@@ -107,9 +105,8 @@ export function createProjectsRepository({ db, tables, lower }: Database) {
 
     /** Inserts the project, or returns undefined when the name is taken (the unique index decides). */
     async create(project: NewProject) {
-      const rows = await db.insert(projects).values(project).onConflictDoNothing({ target: projects.name }).returning();
-      const created = rows[0];
-      return created && { ...created, last_build_status: null };
+      const rows = await db.insert(projects).values(project).onConflictDoNothing({ target: projects.name }).returning(projectFields);
+      return rows[0];
     },
 
     /**
@@ -132,7 +129,7 @@ export function createProjectsRepository({ db, tables, lower }: Database) {
 
     /** Deletes the project; its builds go with it (on delete cascade). False when there was no such project. */
     async delete(id: number) {
-      const rows = await db.delete(projects).where(eq(projects.id, id)).returning({ id: projects.id });
+      const rows = await retryingDeadlocks(() => db.delete(projects).where(eq(projects.id, id)).returning({ id: projects.id }));
       return rows.length > 0;
     },
   };

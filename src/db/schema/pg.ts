@@ -31,6 +31,10 @@ export const projects = pgTable('projects', {
   // The project's pipeline definition, null for the default one. `json`, not `jsonb`: jsonb reorders object keys
   // (shortest first), and the order of `jobs` is the pipeline's order within a stage. Nothing queries inside it.
   pipeline: json('pipeline').$type<PipelineDefinition>(),
+  // The newest build's number and status, stored so that a page of projects reads no builds: triggers on `builds` keep
+  // them in the transaction that inserts, changes or deletes a build (migration 0014), so they cannot disagree.
+  last_build_number: integer('last_build_number'),
+  last_build_status: text('last_build_status', { enum: ['queued', 'running', 'success', 'fail', 'canceled'] }),
 });
 
 export const builds = pgTable(

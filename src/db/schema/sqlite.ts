@@ -31,6 +31,9 @@ export const projects = sqliteTable('projects', {
   updated_at: timestampMs('updated_at').notNull().default(sql`(cast(unixepoch('subsec') * 1000 as integer))`),
   // The project's pipeline definition as JSON text, null for the default one.
   pipeline: text('pipeline', { mode: 'json' }).$type<PipelineDefinition>(),
+  // The newest build's number and status, kept by triggers on `builds` (migration 0014; see ./pg.ts).
+  last_build_number: integer('last_build_number'),
+  last_build_status: text('last_build_status', { enum: ['queued', 'running', 'success', 'fail', 'canceled'] }),
 });
 
 export const builds = sqliteTable(
