@@ -59,9 +59,11 @@ project with ${options.bigBuilds.toLocaleString('en-US')} finished builds number
 [autocannon](https://github.com/mcollina/autocannon) (${options.connections} connections) for a fixed time after a warm-up. Two
 baselines run in the same process tree on the same database, with the same node flags and environment
 (bench/baseline-server.ts): a **bare** Fastify route
-returning a constant, and a **minimal** route doing GET /projects' work and nothing else (verify the JWT with
-\`@fastify/jwt\`, the same page query with its \`last_build_status\` subquery and the total from the \`project_count\`
-table that triggers keep, with the raw driver, JSON out). Every figure is req/s, p50/p99 latency, the CPU time the
+returning a constant, and for each hot read the **least work** it can do (verify the JWT with \`@fastify/jwt\`, the
+essential queries written by hand with the raw driver, JSON out; none of Usine's own design): a page of the projects
+table, whose rows store \`last_build_status\`, and one \`count(*)\`; one project row; a builds page (the project's
+existence and newest number in one query, then the page's range of numbers); the queue's four counts in one statement
+for \`/status\`. Every figure is req/s, p50/p99 latency, the CPU time the
 answering process used per request (user + system,
 from \`/proc/<pid>/stat\`) and the req/s ratio to those baselines; the Usine server's RSS is read from
 \`/proc/<pid>/status\` every 250 ms. Autocannon, the servers and the databases share the machine, so the

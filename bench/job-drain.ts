@@ -18,6 +18,7 @@ import { parseDatabaseUrl } from '../src/config.js';
 import { createDatabase } from '../src/db/client.js';
 import { defaultPipeline } from '../src/pipelines/default.js';
 import { resolvePipeline } from '../src/pipelines/resolve.js';
+import { createBuildsRepository } from '../src/repositories/builds.js';
 import { createJobsRepository } from '../src/repositories/jobs.js';
 import { migrate, scratchDatabase } from './database.js';
 import { groupCpuMs } from './process-group-cpu.js';
@@ -50,6 +51,7 @@ try {
   }
   const database = createDatabase(config, { poolMax: 4 });
   const jobs = createJobsRepository(database);
+  const builds = createBuildsRepository(database);
   const plans = resolvePipeline(defaultPipeline(FAIL_RATE), { defaultFailRate: FAIL_RATE });
 
   // Each repository call's count and wall time (what a worker waits for).
@@ -87,7 +89,7 @@ try {
     const started = performance.now();
     engine.start();
     for (;;) {
-      const { queued, running } = await jobs.countActive();
+      const { queued, running } = (await builds.countActive()).jobs;
       if (queued + running === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }

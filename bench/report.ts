@@ -64,10 +64,10 @@ export function httpTargets(all: readonly DatabaseResults[], quick: boolean): Ve
   const verdicts: Verdict[] = [];
   for (const results of all) {
     const db = dbName(results.dialect);
-    for (const name of ['projects', 'project']) {
+    for (const name of ['projects', 'project', 'builds-first', 'builds-deep', 'status']) {
       const s = find(results, name);
       const r = s && ratio(results, s, s.minimal);
-      if (s) verdicts.push(verdict(`${s.title.split(' (')[0]} ≥ 0.85× the minimal route (${db})`, x(r), r === undefined ? undefined : r >= 0.85));
+      if (s) verdicts.push(verdict(`${s.title} ≥ 0.85× its least-work route (${db})`, x(r), r === undefined ? undefined : r >= 0.85));
     }
     const first = find(results, 'builds-first');
     const deep = find(results, 'builds-deep');

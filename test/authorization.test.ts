@@ -262,7 +262,7 @@ describe(`function-level authorization, every route (${testDb})`, () => {
   async function settleBuilds() {
     const deadline = Date.now() + 15_000;
     for (;;) {
-      const { queued, running } = await ctx.app.buildsRepository.countActive();
+      const { queued, running } = (await ctx.app.buildsRepository.countActive()).queue;
       if (running === 0 && queued === (holdQueue ? held.length : 0)) return;
       if (Date.now() > deadline) throw new Error(`builds still active: ${queued} queued, ${running} running`);
       await new Promise((resolve) => setTimeout(resolve, 10));

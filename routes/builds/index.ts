@@ -156,15 +156,9 @@ const routes: FastifyPluginAsyncTypebox = async (fastify) => {
       const { page: requestedPage, perPage } = pageParams(request.query);
       const before = cursor === undefined ? undefined : decodeCursor(cursor);
       if (cursor !== undefined && before === undefined) throw fastify.httpErrors.badRequest('cursor is not one this service gave out');
-      if (!(await fastify.projectsRepository.exists(id))) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
-      const { items, page, total, nextBefore } = await fastify.buildsRepository.listForProject({
-        projectId: id,
-        page: requestedPage,
-        perPage,
-        status,
-        branch,
-        before,
-      });
+      const list = await fastify.buildsRepository.listForProject({ projectId: id, page: requestedPage, perPage, status, branch, before });
+      if (!list) throw fastify.httpErrors.notFound(`Project ${id} does not exist`);
+      const { items, page, total, nextBefore } = list;
       const next_cursor = nextBefore === null ? null : encodeCursor(nextBefore);
       reply.header('link', paginationLinks(request, { page, perPage, total, nextCursor: next_cursor }));
       return { items, page, per_page: perPage, total, next_cursor };

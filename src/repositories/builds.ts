@@ -1,5 +1,5 @@
 import { and, count, desc, eq, lt, sql } from 'drizzle-orm';
-import type { AppDb, Database } from '../db/client.js';
+import type { AppDb, Database, Tables } from '../db/client.js';
 import { isForeignKeyViolation, isNotNullViolation } from '../db/errors.js';
 import { qualified } from '../db/qualified.js';
 import { step, type Query } from '../db/transaction.js';
@@ -50,6 +50,12 @@ export interface BuildPage<Build> {
   nextBefore: number | null;
 }
 
+/** A build as the API sends it (src/schemas/build.ts), without the engine's bookkeeping columns. */
+export type ApiBuild = Pick<
+  Tables['builds']['$inferSelect'],
+  'id' | 'project_id' | 'number' | 'status' | 'branch' | 'commit_sha' | 'triggered_by' | 'retry_of' | 'duration_s' | 'logs' | 'created_at' | 'started_at' | 'finished_at'
+>;
+
 /** Concurrent triggers on PostgreSQL may pick the same number; each loser takes the next one. */
 const MAX_NUMBERING_ATTEMPTS = 100;
 
@@ -58,7 +64,7 @@ export const isTerminal = (status: BuildStatusValue) => TERMINAL.includes(status
 
 export function createBuildsRepository(database: Database) {
   const { db, tables } = database;
-  const { builds, projects } = tables;
+  const { builds, jobs, projects } = tables;
 
   /** The caller's key on the project (served by builds_idempotency_caller_uq). */
   const sameKey = (projectId: number, { key, userId }: { key: string; userId: number }) =>
@@ -68,17 +74,39 @@ export function createBuildsRepository(database: Database) {
     return rows[0];
   };
 
+  // What a client is sent of a build (the engine's bookkeeping stays in the database): fewer columns to read and map.
+  const apiColumns = {
+    id: builds.id,
+    project_id: builds.project_id,
+    number: builds.number,
+    status: builds.status,
+    branch: builds.branch,
+    commit_sha: builds.commit_sha,
+    triggered_by: builds.triggered_by,
+    retry_of: builds.retry_of,
+    duration_s: builds.duration_s,
+    logs: builds.logs,
+    created_at: builds.created_at,
+    started_at: builds.started_at,
+    finished_at: builds.finished_at,
+  };
+
   // Hot reads, built and prepared once (Drizzle's query building otherwise costs more than the query on SQLite).
   const byId = db.select().from(builds).where(eq(builds.id, sql.placeholder('id'))).prepare('usine_build_by_id');
-  /** Builds are numbered 1..n per project without gaps (never deleted one by one): n is the project's build count. */
-  const newestNumber = db
-    .select({ newest: sql<number | null>`max(${builds.number})`.mapWith(Number) })
-    .from(builds)
-    .where(eq(builds.project_id, sql.placeholder('projectId')))
-    .prepare('usine_build_newest_number');
+  /**
+   * Whether the project exists, and its newest build number, in one statement (one round trip): builds are numbered
+   * 1..n per project without gaps (never deleted one by one), so n is the project's build count.
+   */
+  const projectHead = db
+    .select({
+      found: sql<number | null>`(select 1 from ${projects} where ${qualified(projects.id)} = ${sql.placeholder('projectId')})`,
+      newest: sql<number | null>`(select max(${qualified(builds.number)}) from ${builds} where ${qualified(builds.project_id)} = ${sql.placeholder('projectId')})`,
+    })
+    .from(sql`(select 1) as one`)
+    .prepare('usine_build_project_head');
   /** A page below a number, newest first: a range scan of the unique (project_id, number) index, however deep. */
   const pageBelow = db
-    .select()
+    .select(apiColumns)
     .from(builds)
     .where(and(eq(builds.project_id, sql.placeholder('projectId')), lt(builds.number, sql.placeholder('before'))))
     .orderBy(desc(builds.number))
@@ -97,6 +125,18 @@ export function createBuildsRepository(database: Database) {
     })
     .from(sql`build_status_count`)
     .prepare('usine_build_status_counts');
+
+  const countIn = (table: typeof builds | typeof jobs, status: 'queued' | 'running') =>
+    sql<number>`(select count(*) from ${table} where ${qualified(table.status)} = ${sql.raw(`'${status}'`)})`.mapWith(Number);
+  const activeCounts = db
+    .select({
+      builds_queued: countIn(builds, 'queued'),
+      builds_running: countIn(builds, 'running'),
+      jobs_queued: countIn(jobs, 'queued'),
+      jobs_running: countIn(jobs, 'running'),
+    })
+    .from(sql`(select 1) as one`)
+    .prepare('usine_active_counts');
 
   const countQueued = async (projectId: number) => {
     const rows = await db
@@ -181,9 +221,11 @@ export function createBuildsRepository(database: Database) {
      * numbers below n-(p-1)*per_page; filtered, the (project_id, status|branch, number) indexes serve the count and the
      * keyset page (only `?page=` on a filtered list skips index entries).
      */
-    async listForProject({ projectId, page, perPage, status, branch, before }: BuildListQuery): Promise<BuildPage<typeof builds.$inferSelect>> {
+    async listForProject({ projectId, page, perPage, status, branch, before }: BuildListQuery): Promise<BuildPage<ApiBuild> | undefined> {
       if (status === undefined && branch === undefined) {
-        const total = (await newestNumber.execute({ projectId }))[0]?.newest ?? 0;
+        const head = (await projectHead.execute({ projectId }))[0];
+        if (!head || head.found === null) return undefined;
+        const total = Number(head.newest ?? 0);
         const below = before ?? total - (page - 1) * perPage + 1;
         const items = below > 1 ? await pageBelow.execute({ projectId, before: below, limit: perPage }) : [];
         // Builds shown before this page: numbers from `below` up to the newest.
@@ -196,12 +238,13 @@ export function createBuildsRepository(database: Database) {
           nextBefore: last && last.number > 1 ? last.number : null,
         };
       }
+      if ((await db.select({ id: projects.id }).from(projects).where(eq(projects.id, projectId))).length === 0) return undefined;
       const where = and(
         eq(builds.project_id, projectId),
         status ? eq(builds.status, status) : undefined,
         branch ? eq(builds.branch, branch) : undefined,
       );
-      const pageQuery = db.select().from(builds).orderBy(desc(builds.number)).limit(perPage);
+      const pageQuery = db.select(apiColumns).from(builds).orderBy(desc(builds.number)).limit(perPage);
       const [items, counts] = await Promise.all([
         before === undefined ? pageQuery.where(where).offset((page - 1) * perPage) : pageQuery.where(and(where, lt(builds.number, before))),
         db
@@ -233,14 +276,17 @@ export function createBuildsRepository(database: Database) {
       return Object.fromEntries(BUILD_STATUSES.map((status) => [status, row?.[status] ?? 0])) as Record<BuildStatusValue, number>;
     },
 
-    /** Builds waiting and running, across projects: two counts the partial indexes on status answer. */
-    async countActive(): Promise<{ queued: number; running: number }> {
-      const [queued, running] = await Promise.all(
-        (['queued', 'running'] as const).map((status) =>
-          db.select({ total: count() }).from(builds).where(eq(builds.status, status)),
-        ),
-      );
-      return { queued: Number(queued?.[0]?.total ?? 0), running: Number(running?.[0]?.total ?? 0) };
+    /**
+     * Builds and jobs waiting and running, across projects: four counts in one statement (GET /status), each served by
+     * a partial index on status (the statuses are written in the query: a bound parameter would not match the
+     * indexes' `WHERE status = 'queued'`, and SQLite would count the whole table).
+     */
+    async countActive(): Promise<{ queue: { queued: number; running: number }; jobs: { queued: number; running: number } }> {
+      const row = (await activeCounts.execute())[0];
+      return {
+        queue: { queued: row?.builds_queued ?? 0, running: row?.builds_running ?? 0 },
+        jobs: { queued: row?.jobs_queued ?? 0, running: row?.jobs_running ?? 0 },
+      };
     },
   };
 }

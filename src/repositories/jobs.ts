@@ -761,14 +761,6 @@ export function createJobsRepository(database: Database) {
       }
     },
 
-    /** Jobs waiting and running, across builds: two counts the partial indexes on status answer. */
-    async countActive(): Promise<{ queued: number; running: number }> {
-      const [queued, running] = await Promise.all(
-        (['queued', 'running'] as const).map((status) => db.select({ total: sql<number>`count(*)`.mapWith(Number) }).from(jobs).where(statusIs(status))),
-      );
-      return { queued: queued?.[0]?.total ?? 0, running: running?.[0]?.total ?? 0 };
-    },
-
     /**
      * Jobs in each status, current attempts only: every status present, zero included. Read from job_status_count,
      * which triggers keep (migration 0012; not in the Drizzle schema, as build_status_count is not): the sum over its
