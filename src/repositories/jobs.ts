@@ -1,6 +1,7 @@
 import { and, asc, eq, getTableColumns, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/pg-core';
 import type { AppDb, Database } from '../db/client.js';
+import { retryingDeadlocks } from '../db/deadlocks.js';
 import { isDeadlock } from '../db/errors.js';
 import { qualified } from '../db/qualified.js';
 import { step, steps, type Query, type Step } from '../db/transaction.js';
@@ -510,7 +511,9 @@ export function createJobsRepository(database: Database) {
       }
       let claimAndStart = claimAndStartStatements.get(leaseMs);
       if (!claimAndStart) claimAndStartStatements.set(leaseMs, (claimAndStart = prepareClaimAndStart(leaseMs)));
-      const claimed = (await claimAndStart.execute({ owner }))[0];
+      // One statement: one that PostgreSQL failed to break a deadlock wrote nothing, and runs again.
+      const claimStart = claimAndStart;
+      const claimed = (await retryingDeadlocks(() => claimStart.execute({ owner })))[0];
       if (!claimed) return undefined;
       const snapshot: JobsSnapshot | undefined =
         claimed.version === null || claimed.states === null ? undefined : { version: claimed.version, jobs: claimed.states.map(snapshotJob) };
