@@ -7,16 +7,15 @@
  * Needs gunicorn and the Python packages (Debian: `apt-get install gunicorn python3-flask python3-flask-sqlalchemy
  * python3-jwt`); without them it says so and measures nothing. GUNICORN=<path> picks another gunicorn.
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDatabaseUrl } from '../src/config.js';
-import { freePorts, loginAdmin, repoRoot, stopServer, waitReady, type Exit, type ServerProcess } from '../test/processes.js';
+import { loginAdmin, repoRoot, stopServer, type ServerProcess } from '../test/processes.js';
 import { migrate, scratchDatabase, seed } from './database.js';
 import { measureAlternating, type Measurement } from './load.js';
 import { describeMachine } from './machine.js';
 import { readBenchmarks, upsertSection, writeBenchmarks } from './markdown.js';
-import { JWT, startApp } from './servers.js';
+import { JWT, spawnReady, startApp } from './servers.js';
 
 const GOAL = 6;
 const write = !process.argv.includes('--no-write');
@@ -27,30 +26,12 @@ if (!existsSync(gunicorn)) {
 }
 
 /** gunicorn: its master forks the workers, and takes them down when stopped. */
-async function startFlask(dbPath: string): Promise<ServerProcess> {
-  const [port] = await freePorts(1);
-  const child = spawn(gunicorn, ['--workers', '2', '--worker-class', 'gthread', '--threads', '1', '--bind', `127.0.0.1:${port}`, '--chdir', join(repoRoot, 'bench', 'flask-seed'), 'app:app'], {
-    env: { ...process.env, ...JWT, SEED_DB_PATH: dbPath },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  const collect = (chunk: Buffer) => void (output = (output + chunk.toString()).slice(-16_384));
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  const server: ServerProcess = {
-    name: 'flask-seed',
-    port: port!,
-    url: `http://127.0.0.1:${port}`,
-    child,
-    pid: child.pid ?? -1,
-    output: () => output,
-    notable: () => '',
-    alive: () => child.exitCode === null && child.signalCode === null,
-    exited: new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
-  };
-  await waitReady(server, 30_000);
-  return server;
-}
+const startFlask = (dbPath: string): Promise<ServerProcess> =>
+  spawnReady('flask-seed', (port) => ({
+    file: gunicorn,
+    args: ['--workers', '2', '--worker-class', 'gthread', '--threads', '1', '--bind', `127.0.0.1:${port}`, '--chdir', join(repoRoot, 'bench', 'flask-seed'), 'app:app'],
+    env: { ...JWT, SEED_DB_PATH: dbPath },
+  }));
 
 const database = await scratchDatabase('sqlite');
 const servers: ServerProcess[] = [];

@@ -60,11 +60,23 @@ const appNodeFlags = () =>
   process.env.BENCH_APP_NODE_FLAGS === undefined ? APP_NODE_FLAGS : process.env.BENCH_APP_NODE_FLAGS.split(' ').filter(Boolean);
 
 /** Spawns `node <args>` from the repository root on a free port and waits until GET /health/ready answers. */
-async function spawnNode(name: string, args: string[], env: Record<string, string | undefined>): Promise<ServerProcess> {
+function spawnNode(name: string, args: string[], env: Record<string, string | undefined>): Promise<ServerProcess> {
+  return spawnReady(name, (port) => ({ file: process.execPath, args, env: { ...env, PORT: String(port) } }));
+}
+
+/**
+ * Spawns the command `command(port)` gives for a free port (added to this process's environment), from the repository
+ * root, and waits until GET /health/ready answers on that port; kills it if it never does.
+ */
+export async function spawnReady(
+  name: string,
+  command: (port: number) => { file: string; args: string[]; env: Record<string, string | undefined> },
+): Promise<ServerProcess> {
   const [port] = await freePorts(1);
-  const child = spawn(process.execPath, args, {
+  const { file, args, env } = command(port!);
+  const child = spawn(file, args, {
     cwd: repoRoot,
-    env: { ...process.env, ...env, PORT: String(port) },
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
