@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: the HTTP API under load on SQLite and PostgreSQL, against two baselines measured in the same run on
- * the same database (a bare Fastify route, and a minimal route doing GET /projects' work with nothing else), plus
+ * the same database (a bare Fastify route, and for each hot read the least work it can do: bench/baseline-server.ts), plus
  * logins under argon2id, GET /projects while logins flood, live log streams with 200 listeners, the server's RSS,
  * and (full run) the build engine's throughput (bench/builds.ts). Prints everything; a full run writes BENCHMARKS.md
  * (all but its "## Build throughput" section, which bench/builds.ts writes) and bench/ratios.svg.
@@ -78,8 +78,8 @@ ${machine.map((l) => `- ${l}`).join('\n')}
     .join('\n\n');
   const http = `## HTTP API
 
-The minimal route's ratio is the one the app's reads are judged by (the bare route shows the framework's floor);
-each of those reads runs in alternation with its minimal route, and the three builds pages with one another
+The least-work route's ratio (\`× minimal\`) is the one the app's reads are judged by (the bare route shows the
+framework's floor); each of those reads runs in alternation with its least-work route, and the three builds pages with one another
 (${options.rounds} rounds sharing the duration; p50/p99 are the rounds' medians), so that other load on the machine weighs on
 all alike.
 \`GET /projects/:id/builds\` is measured on the project with ${options.bigBuilds.toLocaleString('en-US')} builds, first page and last page

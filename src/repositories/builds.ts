@@ -1,5 +1,5 @@
 import { and, count, desc, eq, lt, sql } from 'drizzle-orm';
-import type { AppDb, Database, Tables } from '../db/client.js';
+import type { AppDb, Database } from '../db/client.js';
 import { isForeignKeyViolation, isNotNullViolation } from '../db/errors.js';
 import { qualified } from '../db/qualified.js';
 import { step, type Query } from '../db/transaction.js';
@@ -50,12 +50,6 @@ export interface BuildPage<Build> {
   nextBefore: number | null;
 }
 
-/** A build as the API sends it (src/schemas/build.ts), without the engine's bookkeeping columns. */
-export type ApiBuild = Pick<
-  Tables['builds']['$inferSelect'],
-  'id' | 'project_id' | 'number' | 'status' | 'branch' | 'commit_sha' | 'triggered_by' | 'retry_of' | 'duration_s' | 'logs' | 'created_at' | 'started_at' | 'finished_at'
->;
-
 /** Concurrent triggers on PostgreSQL may pick the same number; each loser takes the next one. */
 const MAX_NUMBERING_ATTEMPTS = 100;
 
@@ -73,6 +67,12 @@ export function createBuildsRepository(database: Database) {
     const rows = await db.select().from(builds).where(sameKey(projectId, idempotency));
     return rows[0];
   };
+
+  /** 1 when the project exists, else null: asked in the statement that reads its builds (no round trip of its own). */
+  const projectFound = (projectId: unknown) =>
+    sql<number | null>`(select 1 from ${projects} where ${qualified(projects.id)} = ${projectId})`;
+  /** The FROM of a statement made of scalar subqueries only. */
+  const noTable = sql`(select 1) as one`;
 
   // What a client is sent of a build (the engine's bookkeeping stays in the database): fewer columns to read and map.
   const apiColumns = {
@@ -99,10 +99,10 @@ export function createBuildsRepository(database: Database) {
    */
   const projectHead = db
     .select({
-      found: sql<number | null>`(select 1 from ${projects} where ${qualified(projects.id)} = ${sql.placeholder('projectId')})`,
+      found: projectFound(sql.placeholder('projectId')),
       newest: sql<number | null>`(select max(${qualified(builds.number)}) from ${builds} where ${qualified(builds.project_id)} = ${sql.placeholder('projectId')})`,
     })
-    .from(sql`(select 1) as one`)
+    .from(noTable)
     .prepare('usine_build_project_head');
   /** A page below a number, newest first: a range scan of the unique (project_id, number) index, however deep. */
   const pageBelow = db
@@ -135,7 +135,7 @@ export function createBuildsRepository(database: Database) {
       jobs_queued: countIn(jobs, 'queued'),
       jobs_running: countIn(jobs, 'running'),
     })
-    .from(sql`(select 1) as one`)
+    .from(noTable)
     .prepare('usine_active_counts');
 
   const countQueued = async (projectId: number) => {
@@ -221,7 +221,7 @@ export function createBuildsRepository(database: Database) {
      * numbers below n-(p-1)*per_page; filtered, the (project_id, status|branch, number) indexes serve the count and the
      * keyset page (only `?page=` on a filtered list skips index entries).
      */
-    async listForProject({ projectId, page, perPage, status, branch, before }: BuildListQuery): Promise<BuildPage<ApiBuild> | undefined> {
+    async listForProject({ projectId, page, perPage, status, branch, before }: BuildListQuery): Promise<BuildPage<Awaited<ReturnType<typeof pageBelow.execute>>[number]> | undefined> {
       if (status === undefined && branch === undefined) {
         const head = (await projectHead.execute({ projectId }))[0];
         if (!head || head.found === null) return undefined;
@@ -238,7 +238,6 @@ export function createBuildsRepository(database: Database) {
           nextBefore: last && last.number > 1 ? last.number : null,
         };
       }
-      if ((await db.select({ id: projects.id }).from(projects).where(eq(projects.id, projectId))).length === 0) return undefined;
       const where = and(
         eq(builds.project_id, projectId),
         status ? eq(builds.status, status) : undefined,
@@ -249,6 +248,7 @@ export function createBuildsRepository(database: Database) {
         before === undefined ? pageQuery.where(where).offset((page - 1) * perPage) : pageQuery.where(and(where, lt(builds.number, before))),
         db
           .select({
+            found: projectFound(projectId),
             total: count(),
             // With a cursor: how many matching builds come before it, to say which page this is.
             shownBefore: before === undefined ? sql<number>`0` : sql<number>`coalesce(sum(case when ${builds.number} >= ${before} then 1 else 0 end), 0)`.mapWith(Number),
@@ -256,7 +256,8 @@ export function createBuildsRepository(database: Database) {
           .from(builds)
           .where(where),
       ]);
-      const total = Number(counts[0]?.total ?? 0);
+      if (counts[0]?.found === null || counts[0]?.found === undefined) return undefined;
+      const total = Number(counts[0].total);
       const shownBefore = before === undefined ? (page - 1) * perPage : Number(counts[0]?.shownBefore ?? 0);
       const last = items.at(-1);
       return {

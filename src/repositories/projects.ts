@@ -49,7 +49,6 @@ export function createProjectsRepository({ db, tables, lower }: Database) {
     .from(projects)
     .where(eq(projects.id, sql.placeholder('id')))
     .prepare('usine_project_plain_by_id');
-  const existsById = db.select({ id: projects.id }).from(projects).where(eq(projects.id, sql.placeholder('id'))).prepare('usine_project_exists');
   const firstPage = db
     .select(projectFields)
     .from(projects)
@@ -96,11 +95,6 @@ export function createProjectsRepository({ db, tables, lower }: Database) {
     async findPlainById(id: number) {
       const rows = await plainById.execute({ id });
       return rows[0];
-    },
-
-    async exists(id: number): Promise<boolean> {
-      const rows = await existsById.execute({ id });
-      return rows.length > 0;
     },
 
     /** Inserts the project, or returns undefined when the name is taken (the unique index decides). */

@@ -148,8 +148,13 @@ describe('GET /projects/:id/builds with ?cursor=', () => {
     expect(problemOf(response).error).toBe('validation_error');
   });
 
-  it('404 for a missing project, with or without a cursor', async () => {
+  it('404 for a missing project, with or without a cursor, filtered or not', async () => {
     const response = await injectAs(ctx.app, ctx.adminToken, { url: '/projects/999999/builds', query: { cursor: Buffer.from('n5').toString('base64url') } });
     expect(response.statusCode).toBe(404);
+    const queries: Record<string, string>[] = [{}, { status: 'success' }, { branch: 'main', page: '2' }, { status: 'fail', cursor: Buffer.from('n5').toString('base64url') }];
+    for (const query of queries) {
+      const missing = await injectAs(ctx.app, ctx.adminToken, { url: '/projects/999999/builds', query });
+      expect(missing.statusCode, JSON.stringify(query)).toBe(404);
+    }
   });
 });
