@@ -12,6 +12,8 @@ import { Build } from './schemas/build.js';
 import { Job } from './schemas/job.js';
 import { Problem } from './schemas/problem.js';
 import { Project } from './schemas/project.js';
+import { Event } from './schemas/event.js';
+import { Delivery, Hook } from './schemas/hook.js';
 import { ServiceStatus } from './schemas/status.js';
 import { User } from './schemas/user.js';
 
@@ -35,7 +37,7 @@ export default async function usineApp(fastify: FastifyInstance, { config }: App
   fastify.decorate('config', config);
 
   // Shared schemas: referenced with ref() and named after their $id under the OpenAPI document's components.schemas.
-  for (const schema of [Problem, Build, Job, Project, User, TokenPair, Artifact, ServiceStatus]) fastify.addSchema(schema);
+  for (const schema of [Problem, Build, Job, Project, User, TokenPair, Artifact, ServiceStatus, Event, Hook, Delivery]) fastify.addSchema(schema);
 
   // JSON is the only body format: anything else (text/plain included) is a 415, not a validation error.
   fastify.removeContentTypeParser('text/plain');

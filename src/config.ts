@@ -68,6 +68,21 @@ export const EnvSchema = Type.Object({
    * more answers 429. Per replica: N replicas serve up to N times as many.
    */
   SSE_MAX_STREAMS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
+  /** Days the event log (`GET /events`) keeps an event; older ones are purged in the background, in bounded batches. */
+  EVENTS_RETENTION_DAYS: Type.Number({ minimum: 0.001, maximum: 3650, default: 7 }),
+  /** Seconds between two purges of events older than EVENTS_RETENTION_DAYS; 0 turns the purge off. */
+  EVENTS_PURGE_INTERVAL_S: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 }),
+  /** Webhook deliveries this process sends at once (its delivery workers); 0: this process sends none. */
+  WEBHOOK_CONCURRENCY: Type.Integer({ minimum: 0, maximum: 100, default: 4 }),
+  /** Seconds a webhook receiver has to answer a delivery, connection included. */
+  WEBHOOK_TIMEOUT_S: Type.Number({ minimum: 0.1, maximum: 60, default: 10 }),
+  /** First wait before a failed delivery is tried again, in seconds; each retry waits twice as long (with jitter). */
+  WEBHOOK_RETRY_BASE_S: Type.Number({ minimum: 0.01, maximum: 3600, default: 10 }),
+  /**
+   * Lets webhooks reach loopback, private, link-local and other internal addresses: development and tests only. Off,
+   * a hook whose host is or resolves to one is refused (400), and checked again on the address actually connected to.
+   */
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: Type.Boolean({ default: false }),
   /** Seconds postgres.js waits for a new connection to the database before giving up (PostgreSQL only). */
   DATABASE_CONNECT_TIMEOUT_S: Type.Number({ minimum: 0.5, maximum: 60, default: 5 }),
   /**

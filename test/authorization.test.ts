@@ -4,7 +4,7 @@
  * Below that role a caller gets 403 `forbidden` and the database does not change; at or above it the call works;
  * without a token everything but the public routes is 401.
  */
-import { is, Table } from 'drizzle-orm';
+import { is, isNull, Table } from 'drizzle-orm';
 import type { HTTPMethods, LightMyRequestResponse } from 'fastify';
 import type { OpenAPIV3 } from 'openapi-types';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -39,6 +39,10 @@ interface Fixtures {
   queuedJob(): Promise<number>;
   /** A `when: manual` job whose needs have run: waiting to be played. */
   manualJob(): Promise<number>;
+  /** A webhook's path (`/projects/1/hooks/2`). */
+  hook(): Promise<string>;
+  /** A (ping) delivery's path, queued: no worker sends it in this file. */
+  delivery(): Promise<string>;
 }
 
 interface RouteCase {
@@ -54,6 +58,9 @@ interface RouteCase {
   /** Served by another part of the app that may not exist yet: checked only when the route exists. */
   optional?: boolean;
 }
+
+/** A hook to a closed local port: nothing is sent in this file (WEBHOOK_CONCURRENCY=0), private addresses allowed. */
+const HOOK = { url: 'http://127.0.0.1:9/hook', events: ['build.*'] };
 
 const newProjectBody = () => ({ name: uniqueName('authz'), repo: 'https://github.com/demo/authz' });
 
@@ -105,6 +112,7 @@ const ROUTES: RouteCase[] = [
       return { url: `/builds/${build}/artifacts/${encodeURIComponent(name)}` };
     },
   },
+  { route: 'GET /events', least: 'viewer', success: 200, prepare: async () => ({ url: '/events' }) },
   { route: 'GET /builds/:id/jobs', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/builds/${await f.build()}/jobs` }) },
   { route: 'GET /jobs/:id', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/jobs/${await f.job()}` }) },
   { route: 'GET /jobs/:id/logs', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/jobs/${await f.job()}/logs` }) },
@@ -120,6 +128,22 @@ const ROUTES: RouteCase[] = [
   },
   { route: 'GET /projects/:id/pipeline', least: 'viewer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}/pipeline` }) },
   { route: 'POST /pipelines/lint', least: 'viewer', success: 200, prepare: async () => ({ url: '/pipelines/lint', payload: PIPELINE }) },
+  // Maintainers manage webhooks (their URLs may hold a receiver's token).
+  { route: 'POST /projects/:id/hooks', least: 'maintainer', success: 201, prepare: async (f) => ({ url: `/projects/${await f.project()}/hooks`, payload: HOOK }) },
+  { route: 'GET /projects/:id/hooks', least: 'maintainer', success: 200, prepare: async (f) => ({ url: `/projects/${await f.project()}/hooks` }) },
+  { route: 'GET /projects/:id/hooks/:hook_id', least: 'maintainer', success: 200, prepare: async (f) => ({ url: await f.hook() }) },
+  { route: 'PATCH /projects/:id/hooks/:hook_id', least: 'maintainer', success: 200, prepare: async (f) => ({ url: await f.hook(), payload: { description: 'x' } }) },
+  { route: 'DELETE /projects/:id/hooks/:hook_id', least: 'maintainer', success: 204, prepare: async (f) => ({ url: await f.hook() }) },
+  { route: 'POST /projects/:id/hooks/:hook_id/ping', least: 'maintainer', success: 202, prepare: async (f) => ({ url: `${await f.hook()}/ping` }) },
+  { route: 'POST /projects/:id/hooks/:hook_id/rotate-secret', least: 'maintainer', success: 200, prepare: async (f) => ({ url: `${await f.hook()}/rotate-secret` }) },
+  { route: 'GET /projects/:id/hooks/:hook_id/deliveries', least: 'maintainer', success: 200, prepare: async (f) => ({ url: `${await f.hook()}/deliveries` }) },
+  { route: 'GET /projects/:id/hooks/:hook_id/deliveries/:delivery_id', least: 'maintainer', success: 200, prepare: async (f) => ({ url: await f.delivery() }) },
+  {
+    route: 'POST /projects/:id/hooks/:hook_id/deliveries/:delivery_id/redeliver',
+    least: 'maintainer',
+    success: 202,
+    prepare: async (f) => ({ url: `${await f.delivery()}/redeliver` }),
+  },
   // Maintainers create and update projects and trigger builds.
   { route: 'POST /projects', least: 'maintainer', success: 201, prepare: async () => ({ url: '/projects', payload: newProjectBody() }) },
   {
@@ -177,7 +201,7 @@ function expectProblem(response: LightMyRequestResponse, status: number, error: 
 describe(`function-level authorization, every route (${testDb})`, () => {
   // Every build succeeds, so that a finished build always has an artifact to download (and its jobs, the job routes'
   // subjects, have their own).
-  const ctx = useTestApp({ BUILD_FAIL_RATE: '0' });
+  const ctx = useTestApp({ BUILD_FAIL_RATE: '0', WEBHOOK_CONCURRENCY: '0', WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' });
   /** While true, the workers claim nothing: builds triggered meanwhile stay queued. Released after each test. */
   let holdQueue = false;
   const held: number[] = [];
@@ -197,6 +221,16 @@ describe(`function-level authorization, every route (${testDb})`, () => {
   };
   const fixtures: Fixtures = {
     project: async () => created(await admin('POST', '/projects', newProjectBody())),
+    hook: async () => {
+      const project = await fixtures.project();
+      return `/projects/${project}/hooks/${await created(await admin('POST', `/projects/${project}/hooks`, HOOK))}`;
+    },
+    delivery: async () => {
+      const hook = await fixtures.hook();
+      const ping = await admin('POST', `${hook}/ping`);
+      expect(ping.statusCode, ping.body).toBe(202);
+      return `${hook}/deliveries/${ping.json<{ id: number }>().id}`;
+    },
     build: async () => {
       const id = await created(await admin('POST', `/projects/${await fixtures.project()}/builds`));
       const build = await waitForBuild(ctx.app, ctx.adminToken, id);
@@ -263,7 +297,10 @@ describe(`function-level authorization, every route (${testDb})`, () => {
     const deadline = Date.now() + 15_000;
     for (;;) {
       const { queued, running } = (await ctx.app.buildsRepository.countActive()).queue;
-      if (running === 0 && queued === (holdQueue ? held.length : 0)) return;
+      // The event log's rows get their ids after commit (PostgreSQL's sequencer): settled once every row has one.
+      const { events } = ctx.app.database.tables;
+      const unsequenced = await ctx.app.database.db.select({ seq: events.seq }).from(events).where(isNull(events.id)).limit(1);
+      if (running === 0 && queued === (holdQueue ? held.length : 0) && unsequenced.length === 0) return;
       if (Date.now() > deadline) throw new Error(`builds still active: ${queued} queued, ${running} running`);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }

@@ -15,9 +15,16 @@ import { login, testDb, useTestApp, waitForBuild } from './helper.js';
 import { documentedOperations, DocumentValidator, firstExample, isRef, type DocumentedOperation } from './openapi-support.js';
 
 /** Run first, in this order: they create what the other examples name. */
-const FIRST = ['POST /projects', 'POST /users', 'POST /projects/{id}/builds', 'POST /projects/{id}/build'];
+const FIRST = [
+  'POST /projects',
+  'POST /users',
+  'POST /projects/{id}/builds',
+  'POST /projects/{id}/build',
+  'POST /projects/{id}/hooks',
+  'POST /projects/{id}/hooks/{hook_id}/ping',
+];
 /** Run last, in this order: they remove what the other examples name, or end the session. */
-const LAST = ['DELETE /users/{id}', 'DELETE /projects/{id}', 'POST /logout'];
+const LAST = ['DELETE /users/{id}', 'DELETE /projects/{id}/hooks/{hook_id}', 'DELETE /projects/{id}', 'POST /logout'];
 
 /** The examples that cannot succeed, and why; every other example must get a 2xx. */
 const EXPECTED_REFUSALS: Record<string, { status: number; why: string }> = {
@@ -38,8 +45,15 @@ function headerValue(schema: OpenAPIV3.SchemaObject | undefined, value: string):
 }
 
 describe(`OpenAPI request examples against the live app (${testDb})`, () => {
-  // A small body limit, so that the 413 probe stays small.
-  const ctx = useTestApp({ BUILD_FAIL_RATE: '0', BUILD_TIME_SCALE: '0', BODY_LIMIT: '2048' });
+  // A small body limit, so that the 413 probe stays small. The example hook's host is not resolved (no network here)
+  // and nothing is sent to it: the ping stays queued for the delivery examples.
+  const ctx = useTestApp({
+    BUILD_FAIL_RATE: '0',
+    BUILD_TIME_SCALE: '0',
+    BODY_LIMIT: '2048',
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+    WEBHOOK_CONCURRENCY: '0',
+  });
   let document: OpenAPIV3.Document;
   let validator: DocumentValidator;
 

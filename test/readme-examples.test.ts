@@ -30,9 +30,10 @@ const SHELL_LANGUAGES = new Set(['bash', 'sh', 'shell', 'console']);
 
 /**
  * Builds that run live but fast (2–10 simulated seconds × 0.05: the SSE examples stream real events and end within
- * half a second) and always succeed, so the artifact examples find an artifact on build 1.
+ * half a second) and always succeed, so the artifact examples find an artifact on build 1; the webhook examples' local
+ * receiver is allowed, as the README says it must be.
  */
-const SERVER_ENV = { BUILD_TIME_SCALE: '0.05', BUILD_FAIL_RATE: '0' };
+const SERVER_ENV = { BUILD_TIME_SCALE: '0.05', BUILD_FAIL_RATE: '0', WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' };
 
 export interface CurlExample {
   /** 1-based line of the command's first line in README.md. */

@@ -164,6 +164,41 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List or follow the event log
+         * @description The durable event log: every change of a project, build, job or hook, written in the same transaction as the
+         *     change (so none is lost, and none describes a change that was rolled back), kept EVENTS_RETENTION_DAYS days (7).
+         *
+         *     **Pages** (default): newest first, `per_page` at a time; `next_before` continues to older ones. With `?after=<id>`
+         *     the page holds the events after that id, oldest first: poll with the page's `next_after` to get each event once.
+         *
+         *     **Live stream**: with `Accept: text/event-stream`, one server-sent event per logged event as it happens: `id:` the
+         *     event id, `event:` its type, `data:` the event as JSON. It starts after `Last-Event-ID` (what a reconnecting
+         *     EventSource sends), or after `?after=`, or at the head of the log (new events only). A reconnect — to this replica or
+         *     another, after a restart — resumes from the durable log: nothing missed, nothing repeated. Keep-alive comments every
+         *     SSE_KEEPALIVE_S seconds. Filters apply to both. Streams count against the same caps as log streams
+         *     (SSE_MAX_STREAMS_PER_USER, SSE_MAX_STREAMS: 429 with `Retry-After`), and end with an `end` event
+         *     (`{"reason": …}`) within about a second of the caller's access ending.
+         *
+         *     **Too old**: an `after` or `Last-Event-ID` older than what retention kept is answered 410 (`gone`) instead of a
+         *     page or stream with a silent gap: read the newest page, then stream from its `next_after`.
+         */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/health/live": {
         parameters: {
             query?: never;
@@ -551,6 +586,162 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/projects/{id}/hooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a project's webhooks
+         * @description The project's hooks (never their secrets). Maintainer or admin: a hook's URL may carry a receiver's token.
+         */
+        get: operations["listHooks"];
+        put?: never;
+        /**
+         * Create a webhook
+         * @description Sends the project's events that `events` lists (`build.*`, `job.failed`, `*`…) to `url`, at least once, in event order where it can (one delivery of a hook in flight at a time; a delivery waiting for a retry does not hold back the next). Every delivery is signed as the Standard Webhooks specification says: headers `webhook-id` (the same on
+         *     every attempt and redelivery: deduplicate on it), `webhook-timestamp` (unix seconds: refuse old ones) and
+         *     `webhook-signature` (`v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}" with the secret's key>`,
+         *     two space-separated during a rotation), plus `Usine-Event` and `User-Agent: Usine-Hookshot/<version>`; the body is
+         *     `{"type", "timestamp", "data"}`. The answer carries the secret, once. Maintainer or admin.
+         */
+        post: operations["createHook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{id}/hooks/{hook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a webhook
+         * @description One hook, never its secret. Maintainer or admin.
+         */
+        get: operations["getHook"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a webhook
+         * @description Deletes the hook and its delivery history; nothing more is sent. Maintainer or admin.
+         */
+        delete: operations["deleteHook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook
+         * @description Changes its URL, events, description, or whether it is active. `{"active": true}` enables a hook disabled after failures (its count starts again). Maintainer or admin.
+         */
+        patch: operations["updateHook"];
+        trace?: never;
+    };
+    "/projects/{id}/hooks/{hook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a webhook's deliveries
+         * @description Its deliveries, newest first: event type, status, attempts, last answer and when, next attempt. Maintainer or admin.
+         */
+        get: operations["listHookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{id}/hooks/{hook_id}/deliveries/{delivery_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a webhook delivery
+         * @description One delivery: the body sent, and each attempt's request headers, response status, headers, first 4 KiB of body, error and duration. Maintainer or admin.
+         */
+        get: operations["getHookDelivery"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{id}/hooks/{hook_id}/deliveries/{delivery_id}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Redeliver a webhook delivery
+         * @description Sends a delivery again, with the same `webhook-id` (a receiver that saw it may skip it), now and with a new 24-hour retry window. A delivery in flight answers 409. Maintainer or admin.
+         */
+        post: operations["redeliverHookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{id}/hooks/{hook_id}/ping": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Ping a webhook
+         * @description Queues a `ping` delivery (its `data`: the hook's id, project, URL and events), signed as every delivery is: a way to check a receiver. Maintainer or admin.
+         */
+        post: operations["pingHook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{id}/hooks/{hook_id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate a webhook's secret
+         * @description A new secret, shown once. The old one keeps signing for 24 hours: deliveries carry both signatures (`v1,<new> v1,<old>`), so the receiver can switch to the new secret at its pace. Maintainer or admin.
+         */
+        post: operations["rotateHookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/projects/{id}/pipeline": {
         parameters: {
             query?: never;
@@ -792,6 +983,200 @@ export interface components {
              * @example 2026-11-24T17:32:02.000Z
              */
             finished_at: string | null;
+        };
+        /**
+         * Delivery
+         * @description One event (or ping) to send to one hook, and how its attempts went
+         */
+        Delivery: {
+            /**
+             * @description Delivery identifier
+             * @example 1
+             */
+            id: number;
+            /**
+             * @description The hook it is for
+             * @example 1
+             */
+            hook_id: number;
+            /**
+             * @description The event it carries (null for a ping)
+             * @example 42
+             */
+            event_id: number | null;
+            /**
+             * @description The event type (`ping` for a ping)
+             * @example build.succeeded
+             */
+            event_type: string;
+            /**
+             * @description Its `webhook-id`: the same on every attempt and redelivery (receivers deduplicate on it)
+             * @example msg_01JEXAMPLE0000000000000000
+             */
+            message_id: string;
+            /**
+             * @description `pending` (due at `next_attempt_at`), `delivering`, `succeeded` (a 2xx), or `failed` (given up)
+             * @example succeeded
+             * @enum {string}
+             */
+            status: "pending" | "delivering" | "succeeded" | "failed";
+            /**
+             * @description Attempts made
+             * @example 1
+             */
+            attempts: number;
+            /**
+             * Format: date-time
+             * @description When it is tried next (pending), null otherwise (ISO-8601, UTC), or null
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            next_attempt_at: string | null;
+            /**
+             * Format: date-time
+             * @description No retry is planned after this (24 h after it was made, or redelivered) (ISO-8601, UTC)
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            retry_until: string;
+            /**
+             * Format: date-time
+             * @description When it was last tried (ISO-8601, UTC), or null
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            last_attempt_at: string | null;
+            /**
+             * @description The receiver's last answer (null: none, see `last_error`)
+             * @example 200
+             */
+            last_status_code: number | null;
+            /**
+             * @description Why the last attempt got no answer (timeout, refused address…)
+             * @example null
+             */
+            last_error: string | null;
+            /**
+             * Format: date-time
+             * @description When it was made (ISO-8601, UTC)
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            created_at: string;
+        };
+        /**
+         * Event
+         * @description One change of state, as the durable event log recorded it
+         */
+        Event: {
+            /**
+             * @description Increasing and unique across replicas: an event with a larger id was logged after (pass it back as `after` or `Last-Event-ID` to resume)
+             * @example 42
+             */
+            id: number;
+            /**
+             * @description What happened: `project.created`, `project.updated`, `project.deleted`, `build.queued`, `build.running`, `build.succeeded`, `build.failed`, `build.canceled`, `job.queued`, `job.manual`, `job.running`, `job.succeeded`, `job.failed`, `job.canceled`, `job.skipped`, `hook.disabled`
+             * @example build.succeeded
+             */
+            type: string;
+            /**
+             * @description The project it concerns
+             * @example 1
+             */
+            project_id: number | null;
+            /**
+             * @description The build it concerns (build and job events)
+             * @example 1
+             */
+            build_id: number | null;
+            /**
+             * @description The job it concerns (job events)
+             * @example 1
+             */
+            job_id: number | null;
+            /**
+             * Format: date-time
+             * @description When the change was made (ISO-8601, UTC)
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            created_at: string;
+            /**
+             * @description The resource as the API showed it right after the change: a Project, a Build (without its `logs`: read `GET /builds/{id}/logs`), a Job, or for `hook.disabled` the hook (id, project_id, description, active, disabled_reason, consecutive_failures, updated_at; never its URL or secrets)
+             * @example {
+             *       "id": 7,
+             *       "project_id": 1,
+             *       "number": 3,
+             *       "status": "success",
+             *       "branch": "main",
+             *       "duration_s": 4.37
+             *     }
+             */
+            data: {
+                [key: string]: unknown;
+            };
+        };
+        /**
+         * Hook
+         * @description A webhook: a project's events, signed (Standard Webhooks) and POSTed to a URL
+         */
+        Hook: {
+            /**
+             * @description Hook identifier
+             * @example 1
+             */
+            id: number;
+            /**
+             * @description The project whose events it receives
+             * @example 1
+             */
+            project_id: number;
+            /**
+             * @description Where deliveries are POSTed: `http` or `https`, no credentials. A host that is, or resolves to, a loopback, private, link-local, unique-local, multicast or cloud-metadata address is refused (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS), and checked again on the address each delivery connects to
+             * @example https://hooks.example.com/usine
+             */
+            url: string;
+            /**
+             * @description The events it receives
+             * @example [
+             *       "build.*",
+             *       "job.failed"
+             *     ]
+             */
+            events: string[];
+            /**
+             * @description What it is for
+             * @example Chat notifications
+             */
+            description: string;
+            /**
+             * @description Whether deliveries are made and sent; false once disabled (by a user, or after 20 failed attempts in a row)
+             * @example true
+             */
+            active: boolean;
+            /**
+             * @description Why it was disabled automatically (null otherwise); `PATCH {"active": true}` enables it again
+             * @example null
+             */
+            disabled_reason: string | null;
+            /**
+             * @description Failed attempts since the last success
+             * @example 0
+             */
+            consecutive_failures: number;
+            /**
+             * Format: date-time
+             * @description Until when the secret replaced by the last rotation still signs, alongside the new one (ISO-8601, UTC), or null
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            previous_secret_expires_at: string | null;
+            /**
+             * Format: date-time
+             * @description When it was created (ISO-8601, UTC)
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description When it was last changed (ISO-8601, UTC)
+             * @example 2026-11-24T17:32:02.000Z
+             */
+            updated_at: string;
         };
         /**
          * Job
@@ -1041,7 +1426,7 @@ export interface components {
              * @example not_found
              * @enum {string}
              */
-            error: "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "validation_error" | "rate_limited" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "headers_too_large" | "service_unavailable" | "internal_error";
+            error: "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "request_timeout" | "conflict" | "gone" | "validation_error" | "rate_limited" | "payload_too_large" | "uri_too_long" | "unsupported_media_type" | "headers_too_large" | "service_unavailable" | "internal_error";
             /** @description For validation errors: each failing field */
             errors?: {
                 /**
@@ -2101,6 +2486,142 @@ export interface operations {
             };
             /** @description The body is not `application/json` (`unsupported_media_type`) */
             415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests (`rate_limited`) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listEvents: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Only this project's events
+                 * @example 1
+                 */
+                project_id?: number;
+                /**
+                 * @description Only events whose type starts with this: `build.` (every build event) or a whole type (`build.failed`)
+                 * @example build.
+                 */
+                type?: string;
+                /**
+                 * @description Only events after this id, oldest first (catching up from the last id seen); on a stream, where to start
+                 * @example 42
+                 */
+                after?: number;
+                /**
+                 * @description Newest-first pages: only events before this id (the previous page's `next_before`)
+                 * @example 42
+                 */
+                before?: number;
+                /**
+                 * @description Events per page, at most 100
+                 * @example 50
+                 */
+                per_page?: number;
+            };
+            header?: {
+                /**
+                 * @description On a stream: the id of the last event received; the stream resumes after it (wins over `after`)
+                 * @example 42
+                 */
+                "last-event-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of events; with `Accept: text/event-stream`, a live stream of them */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Events, newest first (or oldest first after `after`) */
+                        items: components["schemas"]["Event"][];
+                        /**
+                         * @description The most events a page holds
+                         * @example 50
+                         */
+                        per_page: number;
+                        /**
+                         * @description Newest-first pages: pass as `before` for the next (older) page; null when there is none
+                         * @example 40
+                         */
+                        next_before: number | null;
+                        /**
+                         * @description The largest id on this page (or the `after` given when it is empty): pass as `after` to get what comes next; null on an empty newest-first page
+                         * @example 42
+                         */
+                        next_after: number | null;
+                    };
+                    "text/event-stream": string;
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description What was asked for is no longer kept (`gone`) */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4776,6 +5297,1526 @@ export interface operations {
             /** @description Too many requests (`rate_limited`) */
             429: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listHooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A project's hooks */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The project's hooks, oldest first */
+                        items: components["schemas"]["Hook"][];
+                    };
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createHook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "url": "https://hooks.example.com/usine",
+                 *       "events": [
+                 *         "build.*",
+                 *         "job.failed"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * @description Where deliveries are POSTed: `http` or `https`, no credentials. A host that is, or resolves to, a loopback, private, link-local, unique-local, multicast or cloud-metadata address is refused (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS), and checked again on the address each delivery connects to
+                     * @example https://hooks.example.com/usine
+                     */
+                    url: string;
+                    /**
+                     * @description The events it receives
+                     * @example [
+                     *       "build.*",
+                     *       "job.failed"
+                     *     ]
+                     */
+                    events: string[];
+                    /**
+                     * @description What it is for
+                     * @example Chat notifications
+                     */
+                    description?: string;
+                    /**
+                     * @description Start enabled (default true)
+                     * @example true
+                     */
+                    active?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The hook, with its signing secret (shown once) */
+            201: {
+                headers: {
+                    /** @description Path of the created resource */
+                    location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description Hook identifier
+                         * @example 1
+                         */
+                        id: number;
+                        /**
+                         * @description The project whose events it receives
+                         * @example 1
+                         */
+                        project_id: number;
+                        /**
+                         * @description Where deliveries are POSTed: `http` or `https`, no credentials. A host that is, or resolves to, a loopback, private, link-local, unique-local, multicast or cloud-metadata address is refused (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS), and checked again on the address each delivery connects to
+                         * @example https://hooks.example.com/usine
+                         */
+                        url: string;
+                        /**
+                         * @description The events it receives
+                         * @example [
+                         *       "build.*",
+                         *       "job.failed"
+                         *     ]
+                         */
+                        events: string[];
+                        /**
+                         * @description What it is for
+                         * @example Chat notifications
+                         */
+                        description: string;
+                        /**
+                         * @description Whether deliveries are made and sent; false once disabled (by a user, or after 20 failed attempts in a row)
+                         * @example true
+                         */
+                        active: boolean;
+                        /**
+                         * @description Why it was disabled automatically (null otherwise); `PATCH {"active": true}` enables it again
+                         * @example null
+                         */
+                        disabled_reason: string | null;
+                        /**
+                         * @description Failed attempts since the last success
+                         * @example 0
+                         */
+                        consecutive_failures: number;
+                        /**
+                         * Format: date-time
+                         * @description Until when the secret replaced by the last rotation still signs, alongside the new one (ISO-8601, UTC), or null
+                         * @example 2026-11-24T17:32:02.000Z
+                         */
+                        previous_secret_expires_at: string | null;
+                        /**
+                         * Format: date-time
+                         * @description When it was created (ISO-8601, UTC)
+                         * @example 2026-11-24T17:32:02.000Z
+                         */
+                        created_at: string;
+                        /**
+                         * Format: date-time
+                         * @description When it was last changed (ISO-8601, UTC)
+                         * @example 2026-11-24T17:32:02.000Z
+                         */
+                        updated_at: string;
+                        /**
+                         * @description The signing secret, `whsec_` + base64 of 32 random bytes: shown here only, never again — keep it
+                         * @example whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+                         */
+                        secret: string;
+                    };
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getHook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+                /**
+                 * @description Hook identifier
+                 * @example 1
+                 */
+                hook_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A webhook: a project's events, signed (Standard Webhooks) and POSTed to a URL */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hook"];
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteHook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+                /**
+                 * @description Hook identifier
+                 * @example 1
+                 */
+                hook_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateHook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+                /**
+                 * @description Hook identifier
+                 * @example 1
+                 */
+                hook_id: number;
+            };
+            cookie?: never;
+        };
+        /** @description The fields to change */
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "active": true
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * @description Where deliveries are POSTed: `http` or `https`, no credentials. A host that is, or resolves to, a loopback, private, link-local, unique-local, multicast or cloud-metadata address is refused (unless WEBHOOK_ALLOW_PRIVATE_NETWORKS), and checked again on the address each delivery connects to
+                     * @example https://hooks.example.com/usine
+                     */
+                    url?: string;
+                    /**
+                     * @description The events it receives
+                     * @example [
+                     *       "build.*",
+                     *       "job.failed"
+                     *     ]
+                     */
+                    events?: string[];
+                    /**
+                     * @description What it is for
+                     * @example Chat notifications
+                     */
+                    description?: string;
+                    /**
+                     * @description `true` enables a hook again (its failure count and reason are cleared); `false` disables it
+                     * @example true
+                     */
+                    active?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description A webhook: a project's events, signed (Standard Webhooks) and POSTed to a URL */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hook"];
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listHookDeliveries: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Page number, from 1
+                 * @example 1
+                 */
+                page?: number;
+                /**
+                 * @description Items per page, at most 100
+                 * @example 20
+                 */
+                per_page?: number;
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+                /**
+                 * @description Hook identifier
+                 * @example 1
+                 */
+                hook_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of a hook's deliveries */
+            200: {
+                headers: {
+                    /** @description RFC 8288 links to the `first`, `prev`, `next` and `last` pages */
+                    link?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Deliveries on this page, newest first */
+                        items: components["schemas"]["Delivery"][];
+                        /**
+                         * @description This page number
+                         * @example 1
+                         */
+                        page: number;
+                        /**
+                         * @description Items per page
+                         * @example 20
+                         */
+                        per_page: number;
+                        /**
+                         * @description Items across all pages
+                         * @example 1
+                         */
+                        total: number;
+                    };
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getHookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+                /**
+                 * @description Hook identifier
+                 * @example 1
+                 */
+                hook_id: number;
+                /**
+                 * @description Delivery identifier
+                 * @example 1
+                 */
+                delivery_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A delivery with what was sent and every attempt */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description Delivery identifier
+                         * @example 1
+                         */
+                        id: number;
+                        /**
+                         * @description The hook it is for
+                         * @example 1
+                         */
+                        hook_id: number;
+                        /**
+                         * @description The event it carries (null for a ping)
+                         * @example 42
+                         */
+                        event_id: number | null;
+                        /**
+                         * @description The event type (`ping` for a ping)
+                         * @example build.succeeded
+                         */
+                        event_type: string;
+                        /**
+                         * @description Its `webhook-id`: the same on every attempt and redelivery (receivers deduplicate on it)
+                         * @example msg_01JEXAMPLE0000000000000000
+                         */
+                        message_id: string;
+                        /**
+                         * @description `pending` (due at `next_attempt_at`), `delivering`, `succeeded` (a 2xx), or `failed` (given up)
+                         * @example succeeded
+                         * @enum {string}
+                         */
+                        status: "pending" | "delivering" | "succeeded" | "failed";
+                        /**
+                         * @description Attempts made
+                         * @example 1
+                         */
+                        attempts: number;
+                        /**
+                         * Format: date-time
+                         * @description When it is tried next (pending), null otherwise (ISO-8601, UTC), or null
+                         * @example 2026-11-24T17:32:02.000Z
+                         */
+                        next_attempt_at: string | null;
+                        /**
+                         * Format: date-time
+                         * @description No retry is planned after this (24 h after it was made, or redelivered) (ISO-8601, UTC)
+                         * @example 2026-11-24T17:32:02.000Z
+                         */
+                        retry_until: string;
+                        /**
+                         * Format: date-time
+                         * @description When it was last tried (ISO-8601, UTC), or null
+                         * @example 2026-11-24T17:32:02.000Z
+                         */
+                        last_attempt_at: string | null;
+                        /**
+                         * @description The receiver's last answer (null: none, see `last_error`)
+                         * @example 200
+                         */
+                        last_status_code: number | null;
+                        /**
+                         * @description Why the last attempt got no answer (timeout, refused address…)
+                         * @example null
+                         */
+                        last_error: string | null;
+                        /**
+                         * Format: date-time
+                         * @description When it was made (ISO-8601, UTC)
+                         * @example 2026-11-24T17:32:02.000Z
+                         */
+                        created_at: string;
+                        /**
+                         * @description The body sent, byte for byte (`{"type", "timestamp", "data"}`)
+                         * @example {"type":"build.succeeded","timestamp":"2026-12-08T10:00:04.370Z","data":{"id":7}}
+                         */
+                        body: string;
+                        /** @description Every attempt, oldest first */
+                        attempts_made: {
+                            /**
+                             * @description Which attempt
+                             * @example 1
+                             */
+                            attempt: number;
+                            /**
+                             * @description The headers sent (`webhook-id`, `webhook-timestamp`, `webhook-signature`, `usine-event`, `user-agent`…)
+                             * @example {
+                             *       "webhook-id": "msg_01JEXAMPLE0000000000000000",
+                             *       "webhook-timestamp": "1796700000"
+                             *     }
+                             */
+                            request_headers: {
+                                [key: string]: string;
+                            };
+                            /**
+                             * @description The status answered, null without an answer
+                             * @example 200
+                             */
+                            response_status: number | null;
+                            /**
+                             * @description The headers answered
+                             * @example {
+                             *       "content-type": "text/plain"
+                             *     }
+                             */
+                            response_headers: {
+                                [key: string]: string;
+                            } | null;
+                            /**
+                             * @description The first 4 KiB of the body answered
+                             * @example ok
+                             */
+                            response_body: string | null;
+                            /**
+                             * @description Why there was no (complete) answer
+                             * @example null
+                             */
+                            error: string | null;
+                            /**
+                             * @description How long the attempt took
+                             * @example 12
+                             */
+                            duration_ms: number;
+                            /**
+                             * Format: date-time
+                             * @description When it was recorded (ISO-8601, UTC)
+                             * @example 2026-11-24T17:32:02.000Z
+                             */
+                            created_at: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    redeliverHookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+                /**
+                 * @description Hook identifier
+                 * @example 1
+                 */
+                hook_id: number;
+                /**
+                 * @description Delivery identifier
+                 * @example 1
+                 */
+                delivery_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The delivery, queued again */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivery"];
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request conflicts with the current state (`conflict`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    pingHook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+                /**
+                 * @description Hook identifier
+                 * @example 1
+                 */
+                hook_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The ping delivery, queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Delivery"];
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description An unexpected error (`internal_error`); the server log has the details under the `X-Request-Id` */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The server is overloaded or its database does not answer (`service_unavailable`): retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotateHookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description Project identifier
+                 * @example 1
+                 */
+                id: number;
+                /**
+                 * @description Hook identifier
+                 * @example 1
+                 */
+                hook_id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new secret; deliveries carry both signatures until the old one expires */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /**
+                         * @description The signing secret, `whsec_` + base64 of 32 random bytes: shown here only, never again — keep it
+                         * @example whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+                         */
+                        secret: string;
+                        /**
+                         * Format: date-time
+                         * @description Until when the old secret keeps signing too (ISO-8601, UTC)
+                         * @example 2026-12-09T10:00:00.000Z
+                         */
+                        previous_secret_expires_at: string;
+                    };
+                };
+            };
+            /** @description Bad request: malformed JSON or a field that fails validation (`validation_error`) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, malformed, expired or tampered bearer token, or bad credentials (`unauthorized`); `WWW-Authenticate` names the bearer scheme */
+            401: {
+                headers: {
+                    "www-authenticate": components["headers"]["WwwAuthenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The caller is authenticated but lacks the role this route needs (`forbidden`) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource (`not_found`) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is larger than the configured limit (`payload_too_large`) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path segment is longer than the 200 characters the router accepts (`uri_too_long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` (`unsupported_media_type`) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this client (`rate_limited`): wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "retry-after": components["headers"]["RetryAfter"];
+                    "ratelimit-limit": components["headers"]["RateLimitLimit"];
+                    "ratelimit-remaining": components["headers"]["RateLimitRemaining"];
+                    "ratelimit-reset": components["headers"]["RateLimitReset"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -9,7 +9,7 @@ declare module 'fastify' {
      * Live log streams, shared by the build and job log routes: one quota (SSE_MAX_STREAMS_PER_USER per user,
      * SSE_MAX_STREAMS in all, whatever is followed), one watch over their callers' access, one set of followers.
      */
-    logStreams: { quota: StreamQuota; followers: LogFollowers };
+    logStreams: { quota: StreamQuota; followers: LogFollowers; callers: CallerWatch };
   }
 }
 
@@ -39,6 +39,7 @@ export default fp(
     fastify.decorate('logStreams', {
       quota: new StreamQuota({ perUser: config.SSE_MAX_STREAMS_PER_USER, total: config.SSE_MAX_STREAMS }),
       followers,
+      callers,
     });
     fastify.addHook('preClose', async () => followers.closeAll());
   },

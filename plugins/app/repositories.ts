@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin';
 import { createArtifactsRepository, type ArtifactsRepository } from '../../src/repositories/artifacts.js';
 import { createBuildsRepository, type BuildsRepository } from '../../src/repositories/builds.js';
+import { createEventsRepository, type EventsRepository } from '../../src/repositories/events.js';
+import { createHooksRepository, type HooksRepository } from '../../src/repositories/hooks.js';
 import { createJobsRepository, type JobsRepository } from '../../src/repositories/jobs.js';
 import { createPipelinesRepository, type PipelinesRepository } from '../../src/repositories/pipelines.js';
 import { createProjectsRepository, type ProjectsRepository } from '../../src/repositories/projects.js';
@@ -16,6 +18,8 @@ declare module 'fastify' {
     jobsRepository: JobsRepository;
     artifactsRepository: ArtifactsRepository;
     refreshTokensRepository: RefreshTokensRepository;
+    eventsRepository: EventsRepository;
+    hooksRepository: HooksRepository;
   }
 }
 
@@ -29,6 +33,8 @@ export default fp(
     fastify.decorate('buildsRepository', createBuildsRepository(fastify.database));
     fastify.decorate('jobsRepository', createJobsRepository(fastify.database));
     fastify.decorate('artifactsRepository', createArtifactsRepository(fastify.database));
+    fastify.decorate('eventsRepository', createEventsRepository(fastify.database));
+    fastify.decorate('hooksRepository', createHooksRepository(fastify.database));
     fastify.decorate('refreshTokensRepository', createRefreshTokensRepository(fastify.database, { onAuthChange }));
   },
   { name: 'repositories', dependencies: ['database', 'caller-cache'] },

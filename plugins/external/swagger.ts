@@ -292,6 +292,8 @@ export default fp(
           { name: 'builds', description: 'Simulated CI runs of a project: trigger, follow, cancel, retry, logs and artifacts' },
           { name: 'jobs', description: 'The jobs of a build run by its pipeline: list, follow, retry, cancel, play' },
           { name: 'pipelines', description: 'Pipeline definitions: the stages and jobs a project\'s builds run (JSON or YAML), and their lint' },
+          { name: 'events', description: 'The durable event log of every change, as pages or a resumable live stream' },
+          { name: 'hooks', description: 'Webhooks: signed deliveries of a project\'s events (Standard Webhooks), their history and redelivery' },
           { name: 'monitoring', description: 'Health, readiness, version and Prometheus metrics of the service' },
         ],
         components: {

@@ -11,11 +11,13 @@ import type { BuildStatusValue } from '../schemas/build.js';
  * - `queued`: a build waits; idle workers wake up and try to claim.
  * - `changed`: a build's log grew or its status moved (to running, a terminal status, or back to queued).
  * - `job`: a job's status moved: the worker running a job that is canceled stops it.
+ * - `logged`: the event log (src/events/event-log.ts) grew: another replica's streams and fan-out read what is new.
  */
 export type BuildEvent =
   | { type: 'queued'; build_id: number }
   | { type: 'changed'; build_id: number; status: BuildStatusValue }
-  | { type: 'job'; job_id: number; build_id: number; status: JobStatus };
+  | { type: 'job'; job_id: number; build_id: number; status: JobStatus }
+  | { type: 'logged' };
 
 export type BuildEventListener = (event: BuildEvent) => void;
 
@@ -55,8 +57,9 @@ export function createLocalEventBus(): BuildEventBus {
 const isEvent = (event: unknown): event is BuildEvent =>
   typeof event === 'object' &&
   event !== null &&
-  typeof (event as BuildEvent).build_id === 'number' &&
-  ((event as BuildEvent).type === 'queued' ||
+  ((event as BuildEvent).type === 'logged' || typeof (event as { build_id?: unknown }).build_id === 'number') &&
+  ((event as BuildEvent).type === 'logged' ||
+    (event as BuildEvent).type === 'queued' ||
     (event as BuildEvent).type === 'changed' ||
     ((event as BuildEvent).type === 'job' && typeof (event as { job_id?: unknown }).job_id === 'number'));
 

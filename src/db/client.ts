@@ -132,7 +132,8 @@ function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T):
 
 /**
  * Connections for transactions, on top of DATABASE_POOL_MAX's for single statements: half as many, at least one. A
- * transaction holds its connection for a few statements; the build engine's are the only ones.
+ * transaction holds its connection for a few statements: the build engine's, the event log's sequencer (a few a
+ * second) and webhooks' fan-out.
  */
 export const transactionPoolMax = (poolMax: number) => Math.max(1, Math.ceil(poolMax / 2));
 
@@ -156,6 +157,7 @@ function createPostgres(url: string, { connectTimeoutS = 5, poolMax = 10 }: Conn
     // 520,000 queries at twice the pool's size. Throughput without pipelining was the same.
     max_pipeline: 0,
     onnotice: () => {},
+    connection: { application_name: 'usine' },
   };
   const client = postgres(url, options);
   const db = drizzlePg(preparing(client), { schema: pgSchema });
@@ -164,7 +166,13 @@ function createPostgres(url: string, { connectTimeoutS = 5, poolMax = 10 }: Conn
   // fails with UNSAFE_TRANSACTION and reserve() waits forever on a new connection. This pool's connections are either
   // idle or held by one transaction, so none is ever busy with another caller's query: the queue of busy connections
   // that pipelining wears out (above) is never used here.
-  const transactionOptions: PostgresOptions = { ...options, max: transactionPoolMax(poolMax), max_pipeline: 1 };
+  // Named apart (pg_stat_activity's application_name), so that an operator, and the pool tests, tell the two apart.
+  const transactionOptions: PostgresOptions = {
+    ...options,
+    max: transactionPoolMax(poolMax),
+    max_pipeline: 1,
+    connection: { application_name: 'usine-transactions' },
+  };
   const transactionClient = postgres(url, transactionOptions);
   const transactionDb = drizzlePg(preparing(transactionClient));
   return {

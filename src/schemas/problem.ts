@@ -7,6 +7,7 @@ export const ERROR_CODES = [
   'method_not_allowed',
   'request_timeout',
   'conflict',
+  'gone',
   'validation_error',
   'rate_limited',
   'payload_too_large',

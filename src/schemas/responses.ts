@@ -10,6 +10,7 @@ const DESCRIPTIONS: Record<number, string> = {
   405: 'The path exists but not with this method (`method_not_allowed`); `Allow` lists those it has',
   408: 'The request was not received within the server\'s timeouts (`request_timeout`)',
   409: 'The request conflicts with the current state (`conflict`)',
+  410: 'What was asked for is no longer kept (`gone`)',
   413: 'The body is larger than the configured limit (`payload_too_large`)',
   414: 'A path segment is longer than the router accepts (`uri_too_long`)',
   415: 'The body is not `application/json` (`unsupported_media_type`)',

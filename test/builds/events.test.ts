@@ -41,7 +41,7 @@ function fakeDatabase() {
 }
 
 const changed = (id: number): BuildEvent => ({ type: 'changed', build_id: id, status: 'running' });
-const ids = (events: BuildEvent[]) => events.map((event) => event.build_id);
+const ids = (events: BuildEvent[]) => events.map((event) => ('build_id' in event ? event.build_id : undefined));
 
 async function bus(database: ReturnType<typeof fakeDatabase>, intervalMs = 10, errors: unknown[] = []) {
   const created = await createPgEventBus(database.notifications(), (error) => errors.push(error), { intervalMs });

@@ -6,14 +6,17 @@ import { createServer } from '../../src/server.js';
 import { testDatabaseUrl } from '../pg-available.js';
 import { bearer, createScratchDatabase, login, testConfig, type ScratchDatabase } from '../helper.js';
 
-/** Connections open on `url`'s database, but for LISTEN's own (the driver keeps it outside the pool). */
+/**
+ * Connections of the single-statement pool open on `url`'s database: not LISTEN's own (the driver keeps it outside the
+ * pool), nor the transaction pool's (`usine-transactions`, half as many again: src/db/client.ts).
+ */
 async function poolConnections(url: string): Promise<number> {
   const name = new URL(url).pathname.slice(1);
   const admin = postgres(testDatabaseUrl(), { max: 1, onnotice: () => {} });
   try {
     const [row] = await admin<{ n: number }[]>`
       select count(*)::int as n from pg_stat_activity
-      where datname = ${name} and pid <> pg_backend_pid() and query not ilike 'listen%'`;
+      where datname = ${name} and pid <> pg_backend_pid() and query not ilike 'listen%' and application_name = 'usine'`;
     return row!.n;
   } finally {
     await admin.end();

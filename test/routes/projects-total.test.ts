@@ -222,7 +222,7 @@ if (testDb === 'pg') describe('projects: the exact total on PostgreSQL', () => {
     expect(await total()).toBe(2);
 
     // Every table that references projects named, without CASCADE.
-    await ctx.raw.exec('truncate artifacts, jobs, builds, projects');
+    await ctx.raw.exec('truncate delivery_attempts, deliveries, hooks, artifacts, jobs, builds, projects');
     expect(await total()).toBe(0);
     await ctx.raw.exec(`insert into projects (name, repo) values ${values([uniqueName('T')])}`);
     expect(await total()).toBe(1);

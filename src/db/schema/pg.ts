@@ -1,6 +1,6 @@
 // JS keys are the snake_case column names so that rows are already in the API's wire format.
 import { sql } from 'drizzle-orm';
-import { boolean, customType, doublePrecision, index, integer, json, pgTable, text, timestamp, uniqueIndex, type AnyPgColumn } from 'drizzle-orm/pg-core';
+import { bigint, boolean, customType, doublePrecision, index, integer, json, pgTable, text, timestamp, uniqueIndex, type AnyPgColumn } from 'drizzle-orm/pg-core';
 
 import type { PipelineDefinition } from '../../pipelines/definition.js';
 import type { JobSpec } from '../../pipelines/resolve.js';
@@ -188,4 +188,119 @@ export const refresh_tokens = pgTable(
     // The background purge's scan of expired rows (plugins/app/refresh-token-purge.ts).
     index('refresh_tokens_expires_idx').on(table.expires_at),
   ],
+);
+
+/**
+ * The event log (a transactional outbox): triggers on projects, builds, jobs and hooks write one row per state change in
+ * the transaction that makes it (migration 0015), whoever writes. `seq` is the order rows were inserted in; `id`, the
+ * public id, is given by the sequencer (src/events/sequencer.ts) once the row is committed, one sequencer at a time, so
+ * ids become visible in increasing order and a reader that saw id N never later finds a smaller one (a sequence value
+ * taken at insert would: a transaction that started first may commit last). Until then `id` is null and the row is
+ * not served. No foreign keys: events outlive what they describe (`project.deleted`).
+ */
+export const events = pgTable(
+  'events',
+  {
+    seq: bigint('seq', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+    id: bigint('id', { mode: 'number' }),
+    type: text('type').notNull(),
+    project_id: integer('project_id'),
+    build_id: integer('build_id'),
+    job_id: integer('job_id'),
+    created_at: createdAt(),
+    /** The resource as the API shows it at that moment (a build without its log). */
+    data: json('data').$type<Record<string, unknown>>().notNull(),
+  },
+  (table) => [
+    uniqueIndex('events_id_uq').on(table.id),
+    index('events_unsequenced_idx').on(table.seq).where(sql`${table.id} is null`),
+    index('events_project_id_idx').on(table.project_id, table.id),
+    index('events_created_at_idx').on(table.created_at),
+  ],
+);
+
+/** Named positions in the event log: how far webhooks' fan-out has read (`webhooks`), up to where retention purged. */
+export const event_marks = pgTable('event_marks', {
+  name: text('name').primaryKey(),
+  value: bigint('value', { mode: 'number' }).notNull(),
+});
+
+/** A project's webhooks: where to POST which events, signed with `secret` (and `previous_secret` during a rotation). */
+export const hooks = pgTable(
+  'hooks',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    project_id: integer('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    /** Event types or patterns (`build.*`, `*`). */
+    events: json('events').$type<string[]>().notNull(),
+    description: text('description').notNull().default(''),
+    active: boolean('active').notNull().default(true),
+    secret: text('secret').notNull(),
+    previous_secret: text('previous_secret'),
+    previous_secret_expires_at: timestamp('previous_secret_expires_at', { withTimezone: true, mode: 'date' }),
+    /** Why it was disabled automatically; null while active or when a user disabled it. */
+    disabled_reason: text('disabled_reason'),
+    consecutive_failures: integer('consecutive_failures').notNull().default(0),
+    created_at: createdAt(),
+    updated_at: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (table) => [index('hooks_project_idx').on(table.project_id)],
+);
+
+/**
+ * One event (or ping) to send to one hook: claimed by delivery workers as jobs are, at most one in flight per hook (a
+ * unique index says so). `message_id` is the `webhook-id`, the same on every attempt and redelivery.
+ */
+export const deliveries = pgTable(
+  'deliveries',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    hook_id: integer('hook_id')
+      .notNull()
+      .references(() => hooks.id, { onDelete: 'cascade' }),
+    event_id: bigint('event_id', { mode: 'number' }),
+    event_type: text('event_type').notNull(),
+    message_id: text('message_id').notNull().unique(),
+    body: text('body').notNull(),
+    status: text('status', { enum: ['pending', 'delivering', 'succeeded', 'failed'] }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    next_attempt_at: timestamp('next_attempt_at', { withTimezone: true, mode: 'date' }),
+    /** No retry is planned after this moment (24 h after the delivery was made, or redelivered). */
+    retry_until: timestamp('retry_until', { withTimezone: true, mode: 'date' }).notNull(),
+    last_attempt_at: timestamp('last_attempt_at', { withTimezone: true, mode: 'date' }),
+    last_status_code: integer('last_status_code'),
+    last_error: text('last_error'),
+    lease_owner: text('lease_owner'),
+    lease_expires_at: timestamp('lease_expires_at', { withTimezone: true, mode: 'date' }),
+    created_at: createdAt(),
+  },
+  (table) => [
+    index('deliveries_hook_idx').on(table.hook_id, table.id),
+    index('deliveries_due_idx').on(table.next_attempt_at, table.id).where(sql`${table.status} = 'pending'`),
+    uniqueIndex('deliveries_one_in_flight_uq').on(table.hook_id).where(sql`${table.status} = 'delivering'`),
+    index('deliveries_lease_idx').on(table.lease_expires_at).where(sql`${table.status} = 'delivering'`),
+  ],
+);
+
+/** Each attempt of a delivery: the request's headers as sent, and the answer (or the error). */
+export const delivery_attempts = pgTable(
+  'delivery_attempts',
+  {
+    id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+    delivery_id: integer('delivery_id')
+      .notNull()
+      .references(() => deliveries.id, { onDelete: 'cascade' }),
+    attempt: integer('attempt').notNull(),
+    request_headers: json('request_headers').$type<Record<string, string>>().notNull(),
+    response_status: integer('response_status'),
+    response_headers: json('response_headers').$type<Record<string, string>>(),
+    response_body: text('response_body'),
+    error: text('error'),
+    duration_ms: integer('duration_ms').notNull(),
+    created_at: createdAt(),
+  },
+  (table) => [index('delivery_attempts_delivery_idx').on(table.delivery_id, table.id)],
 );

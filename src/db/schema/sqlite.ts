@@ -183,3 +183,98 @@ export const refresh_tokens = sqliteTable(
     index('refresh_tokens_expires_idx').on(table.expires_at),
   ],
 );
+
+/**
+ * The event log: see ./pg.ts. SQLite has one writer at a time, so rows commit in the order of `id` (the rowid), and
+ * `seq` is the same number (PostgreSQL's sequencer has nothing to do here).
+ */
+export const events = sqliteTable(
+  'events',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    seq: integer('seq').generatedAlwaysAs(sql`id`, { mode: 'virtual' }),
+    type: text('type').notNull(),
+    project_id: integer('project_id'),
+    build_id: integer('build_id'),
+    job_id: integer('job_id'),
+    created_at: createdAt(),
+    data: text('data', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+  },
+  (table) => [index('events_project_id_idx').on(table.project_id, table.id), index('events_created_at_idx').on(table.created_at)],
+);
+
+export const event_marks = sqliteTable('event_marks', {
+  name: text('name').primaryKey(),
+  value: integer('value').notNull(),
+});
+
+export const hooks = sqliteTable(
+  'hooks',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    project_id: integer('project_id')
+      .notNull()
+      .references(() => projects.id, { onDelete: 'cascade' }),
+    url: text('url').notNull(),
+    events: text('events', { mode: 'json' }).$type<string[]>().notNull(),
+    description: text('description').notNull().default(''),
+    active: integer('active', { mode: 'boolean' }).notNull().default(true),
+    secret: text('secret').notNull(),
+    previous_secret: text('previous_secret'),
+    previous_secret_expires_at: timestampMs('previous_secret_expires_at'),
+    disabled_reason: text('disabled_reason'),
+    consecutive_failures: integer('consecutive_failures').notNull().default(0),
+    created_at: createdAt(),
+    updated_at: timestampMs('updated_at').notNull().default(sql`(cast(unixepoch('subsec') * 1000 as integer))`),
+  },
+  (table) => [index('hooks_project_idx').on(table.project_id)],
+);
+
+export const deliveries = sqliteTable(
+  'deliveries',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    hook_id: integer('hook_id')
+      .notNull()
+      .references(() => hooks.id, { onDelete: 'cascade' }),
+    event_id: integer('event_id'),
+    event_type: text('event_type').notNull(),
+    message_id: text('message_id').notNull().unique(),
+    body: text('body').notNull(),
+    status: text('status', { enum: ['pending', 'delivering', 'succeeded', 'failed'] }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    next_attempt_at: timestampMs('next_attempt_at'),
+    retry_until: timestampMs('retry_until').notNull(),
+    last_attempt_at: timestampMs('last_attempt_at'),
+    last_status_code: integer('last_status_code'),
+    last_error: text('last_error'),
+    lease_owner: text('lease_owner'),
+    lease_expires_at: timestampMs('lease_expires_at'),
+    created_at: createdAt(),
+  },
+  (table) => [
+    index('deliveries_hook_idx').on(table.hook_id, table.id),
+    index('deliveries_due_idx').on(table.next_attempt_at, table.id).where(sql`${table.status} = 'pending'`),
+    uniqueIndex('deliveries_one_in_flight_uq').on(table.hook_id).where(sql`${table.status} = 'delivering'`),
+    index('deliveries_lease_idx').on(table.lease_expires_at).where(sql`${table.status} = 'delivering'`),
+  ],
+);
+
+export const delivery_attempts = sqliteTable(
+  'delivery_attempts',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    delivery_id: integer('delivery_id')
+      .notNull()
+      .references(() => deliveries.id, { onDelete: 'cascade' }),
+    attempt: integer('attempt').notNull(),
+    request_headers: text('request_headers', { mode: 'json' }).$type<Record<string, string>>().notNull(),
+    response_status: integer('response_status'),
+    response_headers: text('response_headers', { mode: 'json' }).$type<Record<string, string>>(),
+    response_body: text('response_body'),
+    error: text('error'),
+    duration_ms: integer('duration_ms').notNull(),
+    created_at: createdAt(),
+  },
+  (table) => [index('delivery_attempts_delivery_idx').on(table.delivery_id, table.id)],
+);
