@@ -257,11 +257,14 @@ export function createHooksRepository(database: Database) {
       return { ...claimed, url: hook.url, secrets: hook.previous ? [hook.secret, hook.previous] : [hook.secret] };
     },
 
-    /** Deliveries whose worker stopped renewing (a replica killed mid-delivery) go back to the queue; returns how many. */
+    /**
+     * Deliveries whose worker stopped renewing (a replica killed mid-delivery) go back to the queue, where they were:
+     * their `next_attempt_at` is kept, so they go before their hook's later deliveries. Returns how many.
+     */
     async reclaimExpired(): Promise<number> {
       const rows = await db
         .update(deliveries)
-        .set({ status: 'pending', lease_owner: null, lease_expires_at: null, next_attempt_at: now() })
+        .set({ status: 'pending', lease_owner: null, lease_expires_at: null })
         .where(and(eq(deliveries.status, 'delivering'), lt(deliveries.lease_expires_at, now())))
         .returning({ id: deliveries.id });
       return rows.length;

@@ -21,8 +21,11 @@ export interface DeliveryWorkersOptions {
   log: { warn(obj: object, msg: string): void };
 }
 
-/** A lease outlives the longest attempt (the receiver's deadline) with room for the database writes around it. */
-const LEASE_MARGIN_MS = 20_000;
+/**
+ * A claim's lease: twice the longest attempt (the receiver's deadline) and two seconds for the database writes around
+ * it; a replica killed mid-delivery leaves it to be taken over that much later (22 s with the default 10 s deadline).
+ */
+export const leaseMsFor = (timeoutMs: number) => 2 * timeoutMs + 2000;
 
 const isSuccess = (outcome: SendOutcome) => outcome.status !== undefined && outcome.status >= 200 && outcome.status < 300;
 
@@ -124,7 +127,7 @@ export class DeliveryWorkers {
       }
       let delivery: ClaimedDelivery | undefined;
       try {
-        delivery = await hooks.claim(owner, timeoutMs + LEASE_MARGIN_MS);
+        delivery = await hooks.claim(owner, leaseMsFor(timeoutMs));
       } catch (error) {
         log.warn({ err: error }, 'could not claim a webhook delivery');
       }

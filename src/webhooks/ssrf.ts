@@ -126,6 +126,9 @@ function literalAddress(url: URL): string | undefined {
   return isIPv4(host) ? host : undefined;
 }
 
+/** How long a URL check waits for the host's addresses. */
+const RESOLVE_TIMEOUT_MS = 3000;
+
 async function resolveAll(host: string): Promise<string[]> {
   const answers = await dnsLookupAll(host, { all: true, verbatim: true });
   return answers.map((answer) => answer.address);
@@ -152,10 +155,20 @@ export async function checkWebhookUrl(url: string, options: GuardOptions): Promi
 
   const host = parsed.hostname;
   let addresses: string[];
+  let timer: NodeJS.Timeout | undefined;
   try {
-    addresses = await (options.resolve ?? resolveAll)(host);
-  } catch {
-    return `the host ${host} does not resolve`;
+    // A resolver that does not answer would hold the request (and a libuv thread) for its own timeouts, several
+    // times 5 s: the check gives up sooner, and says so.
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('late')), RESOLVE_TIMEOUT_MS);
+    });
+    addresses = await Promise.race([(options.resolve ?? resolveAll)(host), late]);
+  } catch (error) {
+    return error instanceof Error && error.message === 'late'
+      ? `the host ${host} did not resolve within ${RESOLVE_TIMEOUT_MS / 1000} s`
+      : `the host ${host} does not resolve`;
+  } finally {
+    clearTimeout(timer);
   }
   if (addresses.length === 0) return `the host ${host} does not resolve`;
   // ANY refused address refuses the host: a name answering both public and internal addresses is a rebinding setup.

@@ -250,3 +250,55 @@ describe(`GET /events as a live stream (${testDb})`, () => {
     await resumed.abort?.();
   });
 });
+
+describe(`GET /events streams: caps and the caller's access (${testDb})`, () => {
+  let scratch: ScratchDatabase;
+  let server: Awaited<ReturnType<typeof listeningApp>>;
+  beforeAll(async () => {
+    scratch = await createScratchDatabase();
+    server = await listeningApp(scratch, { SSE_MAX_STREAMS_PER_USER: '2', BUILD_CONCURRENCY: '0' });
+  });
+  afterAll(async () => {
+    await server?.app.close();
+    await scratch?.drop();
+  });
+
+  it('counts event streams with log streams against one per-user cap (429 + Retry-After beyond), and frees a slot on close', async () => {
+    const { app, base, token } = server;
+    const auth = { authorization: `Bearer ${token}` };
+    const project = await createProject(app, token);
+    const build = await trigger(app, token, project.id);
+    const events = await openEventStream(`${base}/events`, auth, { transport: 'http' });
+    const log = await openEventStream(`${base}/builds/${build.id}/logs`, auth, { transport: 'http' });
+    expect([events.response.status, log.response.status]).toEqual([200, 200]);
+    const refused = await fetch(`${base}/events`, { headers: { ...auth, accept: 'text/event-stream' } });
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('5');
+    expect(((await refused.json()) as { error: string }).error).toBe('rate_limited');
+    events.abort();
+    // The slot comes back once the server has seen the client go.
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      const again = await openEventStream(`${base}/events`, auth, { transport: 'http' });
+      if (again.response.status === 200) {
+        again.abort();
+        break;
+      }
+      if (Date.now() > deadline) throw new Error('the closed stream never gave its slot back');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    log.abort();
+  });
+
+  it('ends a stream with `end` {reason: session_revoked} when its caller logs out', async () => {
+    const { app, base } = server;
+    const login = await app.inject({ method: 'POST', url: '/login', payload: { username: 'admin', password: 'admin123' } });
+    const token = login.json<{ access_token: string }>().access_token;
+    const stream = await openEventStream(`${base}/events`, { authorization: `Bearer ${token}` }, { transport: 'http' });
+    expect(stream.response.status).toBe(200);
+    expect((await injectAs(app, token, { method: 'POST', url: '/logout' })).statusCode).toBe(204);
+    const end = await stream.waitFor((item) => item.kind === 'event' && item.event === 'end');
+    expect(JSON.parse((end as SseEventItem).data)).toEqual({ reason: 'session_revoked' });
+    await stream.waitClosed();
+  });
+});

@@ -204,6 +204,12 @@ describe('checkWebhookUrl', () => {
       .toBe('the host nowhere.example does not resolve');
   });
 
+  it('gives up on a resolver that does not answer, and says so, instead of holding the request', async () => {
+    const silent = () => new Promise<string[]>(() => {});
+    const refusal = await checkWebhookUrl('https://hooks.example.com/x', { allowPrivate: false, resolve: silent });
+    expect(refusal).toBe('the host hooks.example.com did not resolve within 3 s');
+  });
+
   it('resolves with the system resolver by default: localhost is refused', async () => {
     expect(await checkWebhookUrl('http://localhost:3000/', { allowPrivate: false }))
       .toMatch(/^the host localhost resolves to (127\.\d+\.\d+\.\d+|::1), a loopback address$/);
