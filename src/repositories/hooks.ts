@@ -1,6 +1,6 @@
-import { and, asc, count, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, inArray, lt, ne, sql } from 'drizzle-orm';
 import type { BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
-import type { Database } from '../db/client.js';
+import type { AppDb, Database } from '../db/client.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../db/errors.js';
 import { step, steps } from '../db/transaction.js';
 import type { EventRow } from './events.js';
@@ -235,8 +235,13 @@ export function createHooksRepository(database: Database) {
             and not exists (select 1 from ${deliveries} busy where busy."hook_id" = d."hook_id" and busy."status" = 'delivering')
           order by d."next_attempt_at", d."id" limit 1
           ${dialect === 'pg' ? sql`for update of d skip locked` : sql``})
-        returning "id", "hook_id", "message_id", "event_type", "body", "attempts"`;
-      let claimed: Pick<ClaimedDelivery, 'id' | 'hook_id' | 'message_id' | 'event_type' | 'body' | 'attempts'> | undefined;
+        returning "id", "hook_id", "message_id", "event_type", "body", "attempts",
+          (select h."url" from ${hooks} h where h."id" = "hook_id") as "url",
+          (select h."secret" from ${hooks} h where h."id" = "hook_id") as "secret",
+          (select case when h."previous_secret_expires_at" > ${now()} then h."previous_secret" end from ${hooks} h where h."id" = "hook_id") as "previous"`;
+      let claimed:
+        | (Pick<ClaimedDelivery, 'id' | 'hook_id' | 'message_id' | 'event_type' | 'body' | 'attempts' | 'url'> & { secret: string; previous: string | null })
+        | undefined;
       try {
         const rows = (dialect === 'pg' ? [...(await db.execute(statement))] : (db as unknown as BetterSQLite3Database).all(statement)) as typeof claimed[];
         claimed = rows[0];
@@ -245,16 +250,8 @@ export function createHooksRepository(database: Database) {
         throw error;
       }
       if (!claimed) return undefined;
-      const [hook] = await db
-        .select({
-          url: hooks.url,
-          secret: hooks.secret,
-          previous: sql<string | null>`case when ${hooks.previous_secret_expires_at} > ${now()} then ${hooks.previous_secret} end`,
-        })
-        .from(hooks)
-        .where(eq(hooks.id, claimed.hook_id));
-      if (!hook) return undefined;
-      return { ...claimed, url: hook.url, secrets: hook.previous ? [hook.secret, hook.previous] : [hook.secret] };
+      const { secret, previous, ...rest } = claimed;
+      return { ...rest, secrets: previous ? [secret, previous] : [secret] };
     },
 
     /**
@@ -271,7 +268,7 @@ export function createHooksRepository(database: Database) {
     },
 
     /**
-     * Records an attempt and its consequences in one transaction: the attempt's row, the delivery's new state (a retry
+     * Records an attempt and its consequences atomically (PostgreSQL: one statement; SQLite: one transaction): the attempt's row, the delivery's new state (a retry
      * past its window fails it), and the hook's run of failures — the 20th in a row disables it, with the reason, which
      * logs `hook.disabled` (a trigger). Only the worker that holds the lease writes the delivery's state.
      */
@@ -284,35 +281,52 @@ export function createHooksRepository(database: Database) {
           ? sql`case when ${nowPlus(verdict.delayMs)} > ${deliveries.retry_until} then 'failed' else 'pending' end`
           : verdict.kind;
       const reason = `${DISABLE_AFTER_FAILURES} failed attempts in a row; the last: ${record.response_status === null ? record.error : `HTTP ${record.response_status}`}`;
+      const writes = (tx: AppDb) => ({
+        attempt: tx.insert(attempts).values({ delivery_id: id, attempt, ...record }).returning({ id: attempts.id }),
+        delivery: tx
+          .update(deliveries)
+          .set({
+            status,
+            next_attempt_at: nextAt,
+            last_attempt_at: now(),
+            last_status_code: record.response_status,
+            last_error: record.error,
+            lease_owner: null,
+            lease_expires_at: null,
+          })
+          .where(and(eq(deliveries.id, id), eq(deliveries.lease_owner, owner)))
+          .returning({ id: deliveries.id }),
+        hook: failed
+          ? tx
+              .update(hooks)
+              .set({
+                consecutive_failures: sql`${hooks.consecutive_failures} + 1`,
+                active: sql`case when ${hooks.consecutive_failures} + 1 >= ${DISABLE_AFTER_FAILURES} then false else ${hooks.active} end`,
+                disabled_reason: sql`case when ${hooks.active} and ${hooks.consecutive_failures} + 1 >= ${DISABLE_AFTER_FAILURES} then ${reason} else ${hooks.disabled_reason} end`,
+                updated_at: sql`case when ${hooks.active} and ${hooks.consecutive_failures} + 1 >= ${DISABLE_AFTER_FAILURES} then ${now()} else ${hooks.updated_at} end`,
+              })
+              .where(eq(hooks.id, hookId))
+              .returning({ id: hooks.id })
+          : // A success ends a run of failures; the usual case, no run, writes nothing.
+            tx
+              .update(hooks)
+              .set({ consecutive_failures: 0 })
+              .where(and(eq(hooks.id, hookId), ne(hooks.consecutive_failures, 0)))
+              .returning({ id: hooks.id }),
+      });
+      if (dialect === 'pg') {
+        // One statement, its own transaction: data-modifying CTEs all run, whatever the outer select reads. A round
+        // trip instead of four (BEGIN, the writes, COMMIT), and no connection of the transaction pool.
+        const { attempt: insert, delivery: update, hook } = writes(db);
+        const recorded = db.$with('recorded').as(insert);
+        const released = db.$with('released').as(update);
+        const counted = db.$with('counted').as(hook);
+        await db.with(recorded, released, counted).select({ id: recorded.id }).from(recorded);
+        return;
+      }
       await database.transaction(function* (tx) {
-        yield* steps(
-          tx.insert(attempts).values({ delivery_id: id, attempt, ...record }).returning({ id: attempts.id }),
-          tx
-            .update(deliveries)
-            .set({
-              status,
-              next_attempt_at: nextAt,
-              last_attempt_at: now(),
-              last_status_code: record.response_status,
-              last_error: record.error,
-              lease_owner: null,
-              lease_expires_at: null,
-            })
-            .where(and(eq(deliveries.id, id), eq(deliveries.lease_owner, owner)))
-            .returning({ id: deliveries.id }),
-          failed
-            ? tx
-                .update(hooks)
-                .set({
-                  consecutive_failures: sql`${hooks.consecutive_failures} + 1`,
-                  active: sql`case when ${hooks.consecutive_failures} + 1 >= ${DISABLE_AFTER_FAILURES} then false else ${hooks.active} end`,
-                  disabled_reason: sql`case when ${hooks.active} and ${hooks.consecutive_failures} + 1 >= ${DISABLE_AFTER_FAILURES} then ${reason} else ${hooks.disabled_reason} end`,
-                  updated_at: sql`case when ${hooks.active} and ${hooks.consecutive_failures} + 1 >= ${DISABLE_AFTER_FAILURES} then ${now()} else ${hooks.updated_at} end`,
-                })
-                .where(eq(hooks.id, hookId))
-                .returning({ id: hooks.id })
-            : tx.update(hooks).set({ consecutive_failures: 0 }).where(eq(hooks.id, hookId)).returning({ id: hooks.id }),
-        );
+        const { attempt: insert, delivery: update, hook } = writes(tx);
+        yield* steps(insert, update, hook);
       });
     },
 
