@@ -68,7 +68,10 @@ export const EnvSchema = Type.Object({
    * more answers 429. Per replica: N replicas serve up to N times as many.
    */
   SSE_MAX_STREAMS: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
-  /** Days the event log (`GET /events`) keeps an event; older ones are purged in the background, in bounded batches. */
+  /**
+   * Days the event log (`GET /events`) keeps an event, and webhooks their finished deliveries; older ones are purged
+   * in the background, in bounded batches.
+   */
   EVENTS_RETENTION_DAYS: Type.Number({ minimum: 0.001, maximum: 3650, default: 7 }),
   /** Seconds between two purges of events older than EVENTS_RETENTION_DAYS; 0 turns the purge off. */
   EVENTS_PURGE_INTERVAL_S: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 }),

@@ -1,10 +1,12 @@
 import fp from 'fastify-plugin';
+import { deleteInBatches } from '../../src/db/batches.js';
 import { EventLog } from '../../src/events/event-log.js';
 import { EventStreams } from '../../src/events/event-stream.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The event log's head as this process sees it, its live streams, and its retention purge. */
+    /** `purge` resolves to the events and finished deliveries it deleted. */
     eventLog: { log: EventLog; streams: EventStreams; purge(now?: Date): Promise<number> };
   }
 }
@@ -25,7 +27,7 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * The event log (migration 0015): triggers write it; this plugin sequences it (PostgreSQL), wakes what reads it, serves
- * its live streams and purges what is older than EVENTS_RETENTION_DAYS.
+ * its live streams and purges what is older than EVENTS_RETENTION_DAYS (events, and webhooks' finished deliveries).
  *
  * What wakes it: every engine event (a build or job changed, in this replica or, by NOTIFY, another), every write
  * request answered with success (a project created, changed or deleted), another replica announcing that it sequenced
@@ -34,7 +36,7 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
  */
 export default fp(
   async (fastify) => {
-    const { config, eventsRepository: events, buildEvents: bus, logStreams } = fastify;
+    const { config, eventsRepository: events, hooksRepository, buildEvents: bus, logStreams } = fastify;
     const log = new EventLog({
       events,
       announce: fastify.database.notifications ? () => bus.publish({ type: 'logged' }) : undefined,
@@ -60,14 +62,11 @@ export default fp(
     const purge = (now = new Date()): Promise<number> => {
       purging ??= (async () => {
         const cutoff = new Date(now.getTime() - config.EVENTS_RETENTION_DAYS * 86_400_000);
-        let deleted = 0;
-        for (let statement = 0; statement < PURGE_STATEMENTS_PER_RUN; statement++) {
-          const count = await events.purge(cutoff, PURGE_BATCH);
-          deleted += count;
-          if (count < PURGE_BATCH) break;
-        }
-        if (deleted > 0) fastify.log.info({ deleted }, 'purged events older than EVENTS_RETENTION_DAYS');
-        return deleted;
+        const deleted = await deleteInBatches(() => events.purge(cutoff, PURGE_BATCH), PURGE_BATCH, PURGE_STATEMENTS_PER_RUN);
+        // Webhooks' delivery history goes with the events it delivered: finished deliveries (and their attempts).
+        const deliveries = await deleteInBatches(() => hooksRepository.purgeFinished(cutoff, PURGE_BATCH), PURGE_BATCH, PURGE_STATEMENTS_PER_RUN);
+        if (deleted + deliveries > 0) fastify.log.info({ deleted, deliveries }, 'purged events and deliveries older than EVENTS_RETENTION_DAYS');
+        return deleted + deliveries;
       })().finally(() => {
         purging = undefined;
       });

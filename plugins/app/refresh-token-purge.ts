@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import { deleteInBatches } from '../../src/db/batches.js';
 
 /** Purge statements one run may issue: a backlog (a first run on an old database) drains over several runs. */
 export const PURGE_STATEMENTS_PER_RUN = 10;
@@ -35,12 +36,7 @@ export default fp(
     let timer: NodeJS.Timeout | undefined;
 
     async function purge(now: Date): Promise<number> {
-      let deleted = 0;
-      for (let statement = 0; statement < PURGE_STATEMENTS_PER_RUN; statement++) {
-        const count = await repository.purgeExpired(now, batch);
-        deleted += count;
-        if (count < batch) break;
-      }
+      const deleted = await deleteInBatches(() => repository.purgeExpired(now, batch), batch, PURGE_STATEMENTS_PER_RUN);
       if (deleted > 0) fastify.log.info({ deleted }, 'purged expired refresh tokens');
       return deleted;
     }

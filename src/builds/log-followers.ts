@@ -1,6 +1,6 @@
 import { linesFrom } from './log-slice.js';
 import type { BuildEventBus } from './events.js';
-import type { AccessEndReason, CallerWatch, WatchedCaller } from '../http/caller-watch.js';
+import type { AccessEndReason, CallerWatch, StreamCaller } from '../http/caller-watch.js';
 import { SseStream } from '../http/sse.js';
 import type { StreamSlot } from '../http/stream-quota.js';
 
@@ -27,7 +27,7 @@ export interface FollowedLog {
 export interface Follower {
   /** The status when the request read it. */
   status: string;
-  caller: WatchedCaller & { expiresAt: number };
+  caller: StreamCaller;
   /** The stream's place in the quota, given back when the stream ends, for whatever reason. */
   slot: StreamSlot;
   log: { warn(obj: object, msg: string): void };
@@ -134,16 +134,12 @@ export class LogFollowers {
       sse.send({ event: 'end', id: cursor, data: JSON.stringify({ status: lastStatus, reason }) });
       sse.end();
     };
-    const unwatch = callers.watch(caller, accessEnded);
-    // The access token was checked once, when the stream opened: the stream ends when it expires, as a request made
-    // with it then would be refused. The client resumes with a fresh token and `Last-Event-ID`.
-    // (A timer longer than 2^31 - 1 ms would fire at once: such a token outlives any stream that a restart ends.)
-    const expiry = setTimeout(() => accessEnded('token_expired'), Math.min(2 ** 31 - 1, Math.max(0, caller.expiresAt - Date.now())));
+    // The client resumes with a fresh token and `Last-Event-ID`.
+    const stopWatching = callers.untilAccessEnds(caller, accessEnded);
     this.#open.add(sse);
     sse.onClose(() => {
       unsubscribe();
-      unwatch();
-      clearTimeout(expiry);
+      stopWatching();
       clearInterval(poll);
       this.#open.delete(sse);
       slot.release();

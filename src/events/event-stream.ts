@@ -1,4 +1,4 @@
-import type { AccessEndReason, CallerWatch, WatchedCaller } from '../http/caller-watch.js';
+import type { AccessEndReason, CallerWatch, StreamCaller } from '../http/caller-watch.js';
 import { SseStream } from '../http/sse.js';
 import type { StreamSlot } from '../http/stream-quota.js';
 import type { EventFilter, EventRow } from '../repositories/events.js';
@@ -22,13 +22,10 @@ export interface EventSubscriber {
   /** Stream the events after this id. */
   from: number;
   filter: EventFilter;
-  caller: WatchedCaller & { expiresAt: number };
+  caller: StreamCaller;
   slot: StreamSlot;
   log: { warn(obj: object, msg: string): void };
 }
-
-/** One event on the wire: `id:` its id (what `Last-Event-ID` resumes from), `event:` its type, `data:` it as JSON. */
-export const eventJson = (event: EventRow): string => JSON.stringify(event);
 
 /**
  * Live event streams (`GET /events` with `Accept: text/event-stream`): each follows the durable log from an id, as
@@ -84,7 +81,8 @@ export class EventStreams {
           again = false;
           const events = await this.#nextRead(cursor, filter);
           if (!sse.isOpen) return;
-          for (const event of events) sse.send({ id: event.id, event: event.type, data: eventJson(event) });
+          // `id:` what `Last-Event-ID` resumes from, `event:` the type, `data:` the event as the pages show it.
+          for (const event of events) sse.send({ id: event.id, event: event.type, data: JSON.stringify(event) });
           if (events.length > 0) cursor = events[events.length - 1]!.id;
           if (events.length === READ_BATCH) again = true;
         } while (again && sse.isOpen);
@@ -105,14 +103,11 @@ export class EventStreams {
       sse.send({ event: 'end', id: cursor, data: JSON.stringify({ reason }) });
       sse.end();
     };
-    const unwatch = callers.watch(caller, accessEnded);
-    // As for log streams: the access token was checked once, so the stream ends when it expires.
-    const expiry = setTimeout(() => accessEnded('token_expired'), Math.min(2 ** 31 - 1, Math.max(0, caller.expiresAt - Date.now())));
+    const stopWatching = callers.untilAccessEnds(caller, accessEnded);
     this.#open.add(sse);
     sse.onClose(() => {
       unsubscribe();
-      unwatch();
-      clearTimeout(expiry);
+      stopWatching();
       clearInterval(poll);
       this.#open.delete(sse);
       slot.release();

@@ -20,6 +20,11 @@ export interface WatchedCaller {
   familyId: string;
 }
 
+/** The caller of a long-lived response: its session, and when the access token it was opened with expires (ms). */
+export interface StreamCaller extends WatchedCaller {
+  expiresAt: number;
+}
+
 export interface CallerWatchOptions {
   /** Is this session of this user still live? */
   isLive(userId: number, familyId: string): Promise<boolean>;
@@ -79,6 +84,21 @@ export class CallerWatch {
       watched.listeners.delete(listener);
       if (watched.listeners.size === 0 && this.#sessions.get(key) === watched) this.#sessions.delete(key);
       if (this.#sessions.size === 0) this.#stop();
+    };
+  }
+
+  /**
+   * Calls `onEnded` (once) when `caller`'s access ends: its session found dead (`watch`), or the access token the
+   * response was opened with expiring (`token_expired`) — it was checked once, when the response began, and a request
+   * made with it then would be refused; the client goes on with a fresh token. Returns the function that stops both.
+   */
+  untilAccessEnds(caller: StreamCaller, onEnded: Ended): () => void {
+    const unwatch = this.watch(caller, onEnded);
+    // A timer longer than 2^31 - 1 ms would fire at once: such a token outlives any stream that a restart ends.
+    const expiry = setTimeout(() => onEnded('token_expired'), Math.min(2 ** 31 - 1, Math.max(0, caller.expiresAt - Date.now())));
+    return () => {
+      unwatch();
+      clearTimeout(expiry);
     };
   }
 

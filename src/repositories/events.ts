@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, isNotNull, isNull, like, lt, lte, max, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, isNotNull, isNull, like, lt, max, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../db/client.js';
 import { step } from '../db/transaction.js';
 
@@ -160,15 +160,6 @@ export function createEventsRepository(database: Database) {
         );
         return deleted.length;
       });
-    },
-
-    /** Events with ids in (`after`, `upTo`], oldest first: what webhooks' fan-out reads. */
-    async range(after: number, upTo: number): Promise<EventRow[]> {
-      return (await db
-        .select(columns)
-        .from(events)
-        .where(and(gt(events.id, after), lte(events.id, upTo)))
-        .orderBy(asc(events.id))) as EventRow[];
     },
   };
 }

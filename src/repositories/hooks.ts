@@ -330,6 +330,24 @@ export function createHooksRepository(database: Database) {
       });
     },
 
+    /**
+     * Deletes up to `limit` of the oldest finished deliveries (succeeded or failed) made before `cutoff`, their attempts
+     * with them: the history is kept as long as the events. A pending or in-flight delivery stays. Returns how many.
+     */
+    async purgeFinished(cutoff: Date, limit: number): Promise<number> {
+      const doomed = db
+        .select({ id: deliveries.id })
+        .from(deliveries)
+        .where(and(inArray(deliveries.status, ['succeeded', 'failed']), lt(deliveries.created_at, cutoff)))
+        .orderBy(asc(deliveries.id))
+        .limit(limit);
+      const rows = await db
+        .delete(deliveries)
+        .where(sql`${deliveries.id} in (select id from (${doomed}) as doomed)`)
+        .returning({ id: deliveries.id });
+      return rows.length;
+    },
+
     /** A page of a hook's deliveries, newest first, and how many it has; undefined when there is no such hook. */
     async deliveries(projectId: number, hookId: number, page: number, perPage: number) {
       if (!(await find(projectId, hookId))) return undefined;

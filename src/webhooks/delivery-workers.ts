@@ -43,7 +43,7 @@ export function verdictOf(outcome: SendOutcome, attempt: number, retryBaseS: num
  */
 export class DeliveryWorkers {
   readonly #options: DeliveryWorkersOptions;
-  readonly #loops: Promise<void>[] = [];
+  #loop: Promise<void> | undefined;
   readonly #sleepers = new Set<() => void>();
   #stopped = true;
   #housekeeping: NodeJS.Timeout | undefined;
@@ -68,7 +68,7 @@ export class DeliveryWorkers {
     }, this.#options.pollMs);
     this.#housekeeping.unref();
     this.eventsLogged();
-    this.#loops.push(this.#loop());
+    this.#loop = this.#claimLoop();
   }
 
   /** The event log grew: make its deliveries, then wake the workers. */
@@ -117,7 +117,7 @@ export class DeliveryWorkers {
    * One loop claims, one delivery at a time (one database connection, whatever the concurrency), and hands each to a
    * sender while fewer than `concurrency` are in flight; idle, it sleeps until woken or `pollMs` passes.
    */
-  async #loop(): Promise<void> {
+  async #claimLoop(): Promise<void> {
     const { hooks, owner, timeoutMs, pollMs, concurrency, log } = this.#options;
     const inFlight = new Set<Promise<void>>();
     while (!this.#stopped) {
@@ -180,7 +180,7 @@ export class DeliveryWorkers {
     this.#stopped = true;
     clearInterval(this.#housekeeping);
     this.wake();
-    await Promise.all(this.#loops);
+    await this.#loop;
     await this.#fanningOut;
   }
 }

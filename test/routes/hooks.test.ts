@@ -233,6 +233,24 @@ describe(`webhooks (${testDb})`, () => {
     expect(verifyWith(hook.secret, received!).type).toBe('ping');
   });
 
+  it('purges finished deliveries with the events past EVENTS_RETENTION_DAYS, and keeps the ones still to send', async () => {
+    receiver.received.length = 0;
+    receiver.answer = () => ({ status: 200 });
+    const project = await createProject(ctx.app, ctx.adminToken);
+    const sent = await createHook(ctx.app, ctx.adminToken, project, { url: receiver.url, events: ['*'] });
+    const waiting = await createHook(ctx.app, ctx.adminToken, project, { url: receiver.url, events: ['*'], active: false });
+    for (const hook of [sent, waiting]) {
+      expect((await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `/projects/${project}/hooks/${hook.id}/ping` })).statusCode).toBe(202);
+    }
+    const deliveries = (hook: { id: number }) =>
+      get(`/projects/${project}/hooks/${hook.id}/deliveries`).then((response) => response.json<{ items: { status: string }[]; total: number }>());
+    await until(() => deliveries(sent), (page) => page.items[0]?.status === 'succeeded');
+
+    expect(await ctx.app.eventLog.purge(new Date(Date.now() + 8 * 86_400_000))).toBeGreaterThan(0);
+    expect((await deliveries(sent)).total).toBe(0);
+    expect((await deliveries(waiting)).items.map((item) => item.status)).toEqual(['pending']);
+  });
+
   it('validates hooks: event patterns, URL schemes and credentials (400 with paths), 404s, and cascades with its project', async () => {
     const project = await createProject(ctx.app, ctx.adminToken);
     const bad = await injectAs(ctx.app, ctx.adminToken, {
