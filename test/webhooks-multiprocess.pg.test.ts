@@ -8,9 +8,10 @@
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import postgres from 'postgres';
-import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { components } from '../clients/typescript/usine.js';
 import { createScratchDatabase, testDb, uniqueName, type ScratchDatabase } from './helper.js';
+import { verifyWith, type WebhookPayload as Payload } from './webhook-verify.js';
 import {
   apiClient,
   describeServers,
@@ -49,29 +50,12 @@ const PIPELINE = {
   },
 };
 
-interface EventJson {
-  id: number;
-  type: string;
-  project_id: number | null;
-  build_id: number | null;
-  job_id: number | null;
-  created_at: string;
-  data: Record<string, unknown>;
-}
+type EventJson = components['schemas']['Event'];
 interface EventPage {
   items: EventJson[];
   next_after: number | null;
 }
-interface DeliveryJson {
-  id: number;
-  hook_id: number;
-  event_id: number | null;
-  event_type: string;
-  message_id: string;
-  status: 'pending' | 'delivering' | 'succeeded' | 'failed';
-  attempts: number;
-  last_attempt_at: string | null;
-}
+type DeliveryJson = components['schemas']['Delivery'];
 interface DeliveryPage {
   items: DeliveryJson[];
   total: number;
@@ -82,11 +66,6 @@ interface Received {
   headers: IncomingHttpHeaders;
   body: string;
   at: number;
-}
-interface Payload {
-  type: string;
-  timestamp: string;
-  data: Record<string, unknown>;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -136,13 +115,6 @@ class Receiver {
     await new Promise((resolve) => this.#server?.close(resolve));
   }
 }
-
-const verifyWith = (secret: string, received: Received): Payload =>
-  new Webhook(secret).verify(received.body, {
-    'webhook-id': String(received.headers['webhook-id']),
-    'webhook-timestamp': String(received.headers['webhook-timestamp']),
-    'webhook-signature': String(received.headers['webhook-signature']),
-  }) as Payload;
 
 /** Every event of a project after `after`, oldest first, paging with next_after. */
 async function eventsAfter(client: ApiClient, projectId: number, after: number): Promise<EventJson[]> {

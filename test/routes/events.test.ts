@@ -4,25 +4,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
+import type { components, paths } from '../../clients/typescript/usine.js';
 import { createServer } from '../../src/server.js';
 import { createScratchDatabase, injectAs, problemOf, testConfig, testDb, uniqueName, useTestApp, waitForBuild, type ScratchDatabase } from '../helper.js';
 import { openEventStream, type SseEventItem } from '../sse-client.js';
 
-interface EventJson {
-  id: number;
-  type: string;
-  project_id: number | null;
-  build_id: number | null;
-  job_id: number | null;
-  created_at: string;
-  data: Record<string, unknown>;
-}
-interface EventPage {
-  items: EventJson[];
-  per_page: number;
-  next_before: number | null;
-  next_after: number | null;
-}
+type EventJson = components['schemas']['Event'];
+type EventPage = paths['/events']['get']['responses'][200]['content']['application/json'];
 
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 

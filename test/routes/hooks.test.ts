@@ -5,12 +5,13 @@
  */
 import { createServer as createHttpServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { eq } from 'drizzle-orm';
 import type { FastifyInstance } from 'fastify';
-import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServer } from '../../src/server.js';
 import { injectAs, problemOf, testConfig, testDb, uniqueName, useTestApp, waitForBuild } from '../helper.js';
 import { createPersistentDatabase, type PersistentDatabase } from '../persistent-database.js';
+import { verifyWith } from '../webhook-verify.js';
 
 interface Received {
   headers: IncomingHttpHeaders;
@@ -53,13 +54,6 @@ class Receiver {
     await new Promise((resolve) => this.#server?.close(resolve));
   }
 }
-
-const verifyWith = (secret: string, received: Received) =>
-  new Webhook(secret).verify(received.body, {
-    'webhook-id': String(received.headers['webhook-id']),
-    'webhook-timestamp': String(received.headers['webhook-timestamp']),
-    'webhook-signature': String(received.headers['webhook-signature']),
-  }) as { type: string; timestamp: string; data: Record<string, unknown> };
 
 async function createProject(app: FastifyInstance, token: string) {
   const response = await injectAs(app, token, { method: 'POST', url: '/projects', payload: { name: uniqueName('hook'), repo: 'https://github.com/demo/repo' } });
@@ -231,6 +225,15 @@ describe(`webhooks (${testDb})`, () => {
     expect(String(received!.headers['webhook-signature']).split(' ')).toHaveLength(2);
     expect(verifyWith(secret, received!).type).toBe('ping');
     expect(verifyWith(hook.secret, received!).type).toBe('ping');
+
+    // Once the overlap is over (moved into the past here rather than waited for), the old secret signs no more.
+    const { hooks } = ctx.app.database.tables;
+    await ctx.app.database.db.update(hooks).set({ previous_secret_expires_at: new Date(Date.now() - 1000) }).where(eq(hooks.id, hook.id));
+    await injectAs(ctx.app, ctx.adminToken, { method: 'POST', url: `${path}/ping` });
+    const [, after] = await receiver.waitFor(2);
+    expect(String(after!.headers['webhook-signature']).split(' ')).toHaveLength(1);
+    expect(verifyWith(secret, after!).type).toBe('ping');
+    expect(() => verifyWith(hook.secret, after!)).toThrow();
   });
 
   it('purges finished deliveries with the events past EVENTS_RETENTION_DAYS, and keeps the ones still to send', async () => {
