@@ -152,7 +152,7 @@ export async function databaseVersions(dialects: readonly Dialect[]): Promise<{ 
 }
 
 /** Raw SQL on the scratch database, whichever its dialect, on a connection of its own that is closed afterwards. */
-async function onDatabase<T>(url: string, sqlite: (db: BetterSqlite3.Database) => T, pg: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+export async function onDatabase<T>(url: string, sqlite: (db: BetterSqlite3.Database) => T, pg: (sql: postgres.Sql) => Promise<T>): Promise<T> {
   const config = parseDatabaseUrl(url);
   if (config.dialect === 'sqlite') {
     const db = new BetterSqlite3(config.path);

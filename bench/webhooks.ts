@@ -22,9 +22,6 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import BetterSqlite3 from 'better-sqlite3';
-import postgres from 'postgres';
-import { parseDatabaseUrl } from '../src/config.js';
 import {
   apiClient,
   describeServers,
@@ -35,7 +32,7 @@ import {
   type ApiClient,
   type ServerProcess,
 } from '../test/processes.js';
-import { holdQueued, readRuns, releaseHeld, scratchDatabase, type BuildTimes, type JobTimes, type ScratchDatabase } from './database.js';
+import { holdQueued, onDatabase, readRuns, releaseHeld, scratchDatabase, type BuildTimes, type JobTimes, type ScratchDatabase } from './database.js';
 import { describeMachine } from './machine.js';
 import { BENCHMARKS_FILE, readBenchmarks, upsertSection, writeBenchmarks } from './markdown.js';
 import type { Dialect } from './options.js';
@@ -116,26 +113,6 @@ const count = (value: number) => value.toLocaleString('en-US');
 const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 /** This machine's clock in ms since the epoch, to the microsecond: receiver arrivals are compared with PostgreSQL's. */
 const nowMs = () => performance.timeOrigin + performance.now();
-
-/** Raw SQL on a scratch database, whichever its dialect, on a connection of its own (bench/database.ts keeps its own private). */
-async function onDatabase<T>(url: string, sqlite: (db: BetterSqlite3.Database) => T, pg: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const config = parseDatabaseUrl(url);
-  if (config.dialect === 'sqlite') {
-    const db = new BetterSqlite3(config.path);
-    try {
-      db.pragma('busy_timeout = 10000');
-      return sqlite(db);
-    } finally {
-      db.close();
-    }
-  }
-  const sql = postgres(config.url, { max: 1, onnotice: () => {} });
-  try {
-    return await pg(sql);
-  } finally {
-    await sql.end();
-  }
-}
 
 /**
  * Every hook on or off, straight in the database: claims only take an active hook's deliveries, so a backlog waits
