@@ -786,7 +786,8 @@ export function createJobsRepository(database: Database) {
   async function appendJobLog(job: { id: number; build_id: number; name: string }, owner: string, text: string): Promise<boolean> {
     const buildText = prefixLines(job.name, text);
     if (dialect === 'pg') {
-      const result = await db.execute(sql`
+      // A deadlock's victim wrote nothing: run again, as the claim does (seen once under the bench's drain).
+      const result = await retryingDeadlocks(() => db.execute(sql`
         with held as (
           update "jobs" set "logs" = "logs" || ${text}
           where "id" = ${job.id} and "lease_owner" = ${owner} and "status" = 'running'
@@ -797,7 +798,7 @@ export function createJobsRepository(database: Database) {
           where "id" = ${job.build_id} and exists (select 1 from held)
           returning "id"
         )
-        select count(*)::int as "written" from build`);
+        select count(*)::int as "written" from build`));
       return ((result as unknown as { written: number }[])[0]?.written ?? 0) > 0;
     }
     try {
